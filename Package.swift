@@ -1,0 +1,87 @@
+// swift-tools-version:6.1
+// Facteur: a complete mail server. See docs/ and README.md for the map of targets.
+import PackageDescription
+
+let package = Package(
+    name: "Facteur",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "facteur", targets: ["facteur"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+    ],
+    targets: [
+        // RFC 5322 / MIME parsing. No NIO, no store.
+        .target(name: "FacteurMIME"),
+        // Shared listener plumbing: TLS contexts, line framing, connection limits.
+        .target(name: "FacteurNet", dependencies: [
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOTLS", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "X509", package: "swift-certificates"),
+            .product(name: "SwiftASN1", package: "swift-asn1"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // The MailStore protocol and its SQLite implementation; blobs; change feed.
+        .target(name: "FacteurStore", dependencies: [
+            "FacteurMIME",
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Credentials: password hashing, SCRAM keys, SASL mechanisms.
+        .target(name: "FacteurIdentity", dependencies: [
+            "FacteurStore",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "_CryptoExtras", package: "swift-crypto"),
+        ]),
+        // SMTP: parser, session state machine, NIO adapter.
+        .target(name: "FacteurSMTP", dependencies: [
+            "FacteurNet", "FacteurStore", "FacteurIdentity", "FacteurMIME",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOTLS", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Composition root: config, store, listeners, lifecycle.
+        .target(name: "FacteurServer", dependencies: [
+            "FacteurNet", "FacteurStore", "FacteurIdentity", "FacteurSMTP", "FacteurMIME",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "TOMLKit", package: "TOMLKit"),
+        ]),
+        .executableTarget(name: "facteur", dependencies: [
+            "FacteurServer", "FacteurStore", "FacteurIdentity",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+
+        .testTarget(name: "FacteurMIMETests", dependencies: ["FacteurMIME"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "FacteurIdentityTests", dependencies: ["FacteurIdentity"]),
+        .testTarget(name: "FacteurStoreTests", dependencies: ["FacteurStore", "FacteurMIME"]),
+        .testTarget(name: "FacteurSMTPTests", dependencies: [
+            "FacteurSMTP", "FacteurStore", "FacteurNet",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
+        .testTarget(name: "FacteurEndToEndTests", dependencies: ["FacteurStore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,104 @@
+// The parsed summary of a message that IMAP's FETCH (ENVELOPE, BODYSTRUCTURE, BODY[section])
+// and listing need, computed once at delivery so that nothing re-parses the blob later.
+// RFC 3501 §7.4.2 / RFC 9051 §7.5.2 define what each field means on the wire.
+
+/// What the store keeps about a message's structure.
+public struct MessageSummary: Codable, Sendable, Equatable {
+    public var envelope: Envelope
+    /// The root part: the whole message. Its `headerOffset` is 0.
+    public var body: BodyPart
+    /// What was wrong with the message, in words; the parse never fails.
+    public var defects: [String]
+
+    public init(envelope: Envelope, body: BodyPart, defects: [String] = []) {
+        self.envelope = envelope
+        self.body = body
+        self.defects = defects
+    }
+}
+
+/// IMAP's ENVELOPE: the header values as they stand in the message (unfolded, encoded words kept).
+public struct Envelope: Codable, Sendable, Equatable {
+    public var date: String?
+    public var subject: String?
+    public var from: [EnvelopeAddress]
+    public var sender: [EnvelopeAddress]
+    public var replyTo: [EnvelopeAddress]
+    public var to: [EnvelopeAddress]
+    public var cc: [EnvelopeAddress]
+    public var bcc: [EnvelopeAddress]
+    public var inReplyTo: String?
+    public var messageID: String?
+
+    public init(date: String? = nil, subject: String? = nil, from: [EnvelopeAddress] = [], sender: [EnvelopeAddress] = [],
+                replyTo: [EnvelopeAddress] = [], to: [EnvelopeAddress] = [], cc: [EnvelopeAddress] = [],
+                bcc: [EnvelopeAddress] = [], inReplyTo: String? = nil, messageID: String? = nil) {
+        self.date = date; self.subject = subject; self.from = from; self.sender = sender; self.replyTo = replyTo
+        self.to = to; self.cc = cc; self.bcc = bcc; self.inReplyTo = inReplyTo; self.messageID = messageID
+    }
+}
+
+/// One address of an ENVELOPE list, in IMAP's four fields.
+/// A group is written as RFC 3501 says: a start marker (mailbox = group name, host = nil)
+/// then its members, then an end marker (mailbox = nil, host = nil).
+public struct EnvelopeAddress: Codable, Sendable, Equatable {
+    public var name: String?
+    public var adl: String?
+    public var mailbox: String?
+    public var host: String?
+
+    public init(name: String? = nil, adl: String? = nil, mailbox: String? = nil, host: String? = nil) {
+        self.name = name; self.adl = adl; self.mailbox = mailbox; self.host = host
+    }
+}
+
+/// A MIME parameter (`charset=utf-8`), RFC 2231 continuations and charsets already decoded.
+public struct MIMEParameter: Codable, Sendable, Equatable {
+    public var name: String
+    public var value: String
+    public init(name: String, value: String) { self.name = name; self.value = value }
+}
+
+public struct ContentDisposition: Codable, Sendable, Equatable {
+    public var type: String
+    public var parameters: [MIMEParameter]
+    public init(type: String, parameters: [MIMEParameter] = []) { self.type = type; self.parameters = parameters }
+}
+
+/// One MIME part with everything BODYSTRUCTURE needs, and where its bytes are.
+/// Offsets are relative to the start of the stored message (the blob, without any per-recipient prefix).
+public struct BodyPart: Codable, Sendable, Equatable {
+    public var type: String                 // "text", "multipart", … as in the header (case kept); default "text"
+    public var subtype: String              // "plain", "mixed", …; default "plain"
+    public var parameters: [MIMEParameter]
+    public var id: String?                  // Content-ID
+    public var description: String?         // Content-Description
+    public var encoding: String             // Content-Transfer-Encoding; default "7BIT"
+    public var md5: String?                 // Content-MD5
+    public var disposition: ContentDisposition?
+    public var language: [String]?          // Content-Language
+    public var location: String?            // Content-Location
+    public var headerOffset: Int            // first byte of this part's header
+    public var headerLength: Int            // header bytes including the blank line that ends them
+    public var bodyOffset: Int
+    public var bodyLength: Int              // octets of the body
+    public var lines: Int                   // lines of the body (text/* and message/rfc822 report it)
+    /// multipart: the parts; message/rfc822 (and message/global): exactly one, the encapsulated message's root.
+    public var children: [BodyPart]
+    /// message/rfc822: the encapsulated message's envelope.
+    public var encapsulatedEnvelope: Envelope?
+
+    public init(type: String = "text", subtype: String = "plain", parameters: [MIMEParameter] = [], id: String? = nil,
+                description: String? = nil, encoding: String = "7BIT", md5: String? = nil,
+                disposition: ContentDisposition? = nil, language: [String]? = nil, location: String? = nil,
+                headerOffset: Int = 0, headerLength: Int = 0, bodyOffset: Int = 0, bodyLength: Int = 0, lines: Int = 0,
+                children: [BodyPart] = [], encapsulatedEnvelope: Envelope? = nil) {
+        self.type = type; self.subtype = subtype; self.parameters = parameters; self.id = id
+        self.description = description; self.encoding = encoding; self.md5 = md5; self.disposition = disposition
+        self.language = language; self.location = location; self.headerOffset = headerOffset
+        self.headerLength = headerLength; self.bodyOffset = bodyOffset; self.bodyLength = bodyLength
+        self.lines = lines; self.children = children; self.encapsulatedEnvelope = encapsulatedEnvelope
+    }
+
+    public var isMultipart: Bool { type.lowercased() == "multipart" }
+}

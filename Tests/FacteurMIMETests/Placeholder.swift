@@ -1,0 +1,5 @@
+import XCTest
+
+final class PlaceholderFacteurMIMETests: XCTestCase {
+    func testNothingYet() {}
+}

@@ -1,0 +1,5 @@
+import XCTest
+
+final class PlaceholderFacteurSMTPTests: XCTestCase {
+    func testNothingYet() {}
+}

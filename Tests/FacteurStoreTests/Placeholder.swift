@@ -1,0 +1,5 @@
+import XCTest
+
+final class PlaceholderFacteurStoreTests: XCTestCase {
+    func testNothingYet() {}
+}
