@@ -195,6 +195,7 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
     // MARK: Input processing
 
     private func processInput(context: ChannelHandlerContext) {
+        defer { resumeReadingIfPossible(context: context) }
         while !waitingForEffect, !closing {
             switch framing {
             case .data, .chunk:
@@ -212,7 +213,6 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
                 case .tooLong:
                     apply { $0.commandLineTooLong() }
                 case .needMoreData:
-                    resumeReadingIfPossible(context: context)
                     return
                 }
             }
