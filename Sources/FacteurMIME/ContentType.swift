@@ -235,6 +235,7 @@ enum MIMEValueParser {
     /// spaces, comments after values; a parameter without "=" is skipped.
     static func parameters(_ b: [UInt8], from start: Int, log: inout DefectLog) -> [RawParameter] {
         var out: [RawParameter] = []
+        var overflow = false
         var i = start
         let n = b.count
         while i < n {
@@ -249,7 +250,7 @@ enum MIMEValueParser {
             let name = Array(b[nameStart..<i])
             skipCFWS(b, &i)
             guard !name.isEmpty, i < n, b[i] == ASCII.equals else {
-                log.add("MIME parameter without a value: \"\(String(decoding: b[nameStart..<min(n, max(i, nameStart + 1))], as: UTF8.self))\"")
+                log.add("MIME parameter \"\(String(decoding: b[nameStart..<i], as: UTF8.self))\" has no value")
                 while i < n, b[i] != ASCII.semicolon { i += 1 }  // resynchronise at the next ";"
                 continue
             }
@@ -271,12 +272,12 @@ enum MIMEValueParser {
             }
             if out.count < MIMELimits.maxParameters {
                 out.append(RawParameter(name: name, value: value))
-            } else if out.count == MIMELimits.maxParameters {
+            } else if !overflow {
+                overflow = true
                 log.add("more than \(MIMELimits.maxParameters) MIME parameters; the rest are ignored")
-                out.append(RawParameter(name: [], value: []))  // marks the overflow once; dropped below
             }
         }
-        return out.filter { !$0.name.isEmpty }
+        return out
     }
 
     /// An unquoted value runs to the next ";". Whitespace-separated chunks are joined with one space;

@@ -26,11 +26,13 @@ public struct HeaderField: Sendable, Equatable, Hashable {
         self.range = range
     }
 
-    /// The raw value as a String (UTF-8; invalid bytes become U+FFFD), folding kept.
-    public var rawValueString: String { String(lossyUTF8: rawValue) }
+    /// The raw value as a String, folding kept. Bytes are read as UTF-8 (RFC 6532), or as windows-1252
+    /// when they are not valid UTF-8 (old 8-bit mail).
+    public var rawValueString: String { Charset.decodeUTF8OrWindows1252(rawValue) }
 
     /// The value unfolded (RFC 5322 §2.2.3) with surrounding whitespace removed; encoded words kept.
-    public var value: String { String(lossyUTF8: HeaderField.unfoldAndTrim(rawValue)) }
+    /// Bytes are read as `rawValueString` reads them.
+    public var value: String { Charset.decodeUTF8OrWindows1252(HeaderField.unfoldAndTrim(rawValue)) }
 
     /// Whether this field's name is `name`, ignoring ASCII case (RFC 5322 §1.2.2: names are case-insensitive).
     public func hasName(_ name: String) -> Bool { ASCII.equalsIgnoringCase(self.name, name) }
@@ -132,9 +134,13 @@ struct DefectLog {
     private(set) var items: [String] = []
     private var dropped = 0
 
+    /// Longest defect text kept: defects quote input, and input can be huge.
+    static let maxLength = 200
+
     mutating func add(_ defect: @autoclosure () -> String) {
         if items.count < MIMELimits.maxDefects - 1 {
-            items.append(defect())
+            let d = defect()
+            items.append(d.count > DefectLog.maxLength ? String(d.prefix(DefectLog.maxLength)) + "…" : d)
         } else {
             dropped += 1
         }

@@ -16,8 +16,6 @@ public enum MIMELimits {
     public static let maxParameterSection = 999
     /// Addresses (mailboxes and groups together) kept per address field.
     public static let maxAddresses = 10_000
-    /// Nesting of RFC 5322 comments `( ( ( … ) ) )` that we follow.
-    public static let maxCommentDepth = 64
     /// Defects recorded per message; the rest are counted in one last entry.
     public static let maxDefects = 100
 }

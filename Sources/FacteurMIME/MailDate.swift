@@ -62,56 +62,67 @@ public struct MailDate: Sendable, Hashable {
 }
 
 enum MailDateParser {
-    private enum Token {
+    private enum Token: Equatable {
         case number(Int, digits: Int)
         case word(String)           // lowercase letters
-        case time(Int, Int, Int?)
+        case colon
         case zone(Int)              // ±hhmm as seconds
     }
 
     static func parse(_ b: [UInt8]) -> MailDate? {
         guard b.count <= 256, let tokens = tokenize(b) else { return nil }
-        var t = tokens[...]
+        var k = 0
+        let n = tokens.count
         // [ day-of-week "," ]
-        if case .word(let w)? = t.first, dayNames.contains(where: { w.hasPrefix($0) }) { t = t.dropFirst() }
+        if k < n, case .word(let w) = tokens[k], w.utf8.count >= 3, dayNames.contains(where: { w.hasPrefix($0) }) { k += 1 }
+
+        // hour ":" minute [ ":" second ], each possibly surrounded by CFWS (obs-hour etc., §4.3).
+        func time(_ k: inout Int) -> (Int, Int, Int)? {
+            guard k + 2 < n, case .number(let h, let hd) = tokens[k], hd <= 2, tokens[k + 1] == .colon,
+                  case .number(let m, let md) = tokens[k + 2], md <= 2 else { return nil }
+            k += 3
+            var s = 0
+            if k + 1 < n, tokens[k] == .colon, case .number(let v, let sd) = tokens[k + 1], sd <= 2 {
+                s = v
+                k += 2
+            }
+            return (h, m, s)
+        }
 
         var day = 0, month = 0, year = 0, yearDigits = 0
-        var time: (Int, Int, Int?)? = nil
+        var clock: (Int, Int, Int)? = nil
         var zone: Int? = nil
-
-        let list = Array(t)
-        var k = 0
-        // date = day month year (RFC 5322), or month day [time] year (asctime).
-        guard k < list.count else { return nil }
-        switch list[k] {
-        case .number(let d, _):
-            guard k + 2 < list.count, case .word(let m) = list[k + 1], let mo = monthNumber(m),
-                  case .number(let y, let yd) = list[k + 2] else { return nil }
+        guard k < n else { return nil }
+        switch tokens[k] {
+        case .number(let d, let dd):
+            // date = day month year (RFC 5322 §3.3)
+            guard dd <= 2, k + 2 < n, case .word(let m) = tokens[k + 1], let mo = monthNumber(m),
+                  case .number(let y, let yd) = tokens[k + 2] else { return nil }
             day = d; month = mo; year = y; yearDigits = yd
             k += 3
-            if k < list.count, case .time(let h, let mi, let s) = list[k] { time = (h, mi, s); k += 1 }
+            clock = time(&k)
         case .word(let m):
-            guard let mo = monthNumber(m), k + 1 < list.count, case .number(let d, _) = list[k + 1] else { return nil }
+            // asctime(): month day time [zone] year
+            guard let mo = monthNumber(m), k + 1 < n, case .number(let d, let dd) = tokens[k + 1], dd <= 2 else { return nil }
             month = mo; day = d
             k += 2
-            if k < list.count, case .time(let h, let mi, let s) = list[k] { time = (h, mi, s); k += 1 }
-            // asctime puts the zone (when any) before the year: "15:04:05 MST 2006"
-            if k < list.count, let z = zoneValue(list[k]), k + 1 < list.count, case .number = list[k + 1] {
-                zone = z; k += 1
+            clock = time(&k)
+            if k + 1 < n, let z = zoneValue(tokens[k]), case .number = tokens[k + 1] {
+                zone = z
+                k += 1
             }
-            guard k < list.count, case .number(let y, let yd) = list[k] else { return nil }
+            guard k < n, case .number(let y, let yd) = tokens[k] else { return nil }
             year = y; yearDigits = yd
             k += 1
         default:
             return nil
         }
-        if zone == nil, k < list.count, let z = zoneValue(list[k]) {
+        if zone == nil, k < n, let z = zoneValue(tokens[k]) {
             zone = z
             k += 1
         }
         // Anything left over that we cannot read makes the whole value garbage.
-        guard k == list.count else { return nil }
-        guard let (hour, minute, second) = time else { return nil }
+        guard k == n, let (hour, minute, second) = clock else { return nil }
 
         // RFC 5322 §4.3: two-digit years below 50 are 20xx, others 19xx; three-digit years add 1900.
         switch yearDigits {
@@ -122,23 +133,20 @@ enum MailDateParser {
         }
         guard (1...12).contains(month), year >= 1000, year <= 9999,
               day >= 1, day <= MailDate.daysInMonth(month, year: year),
-              (0...23).contains(hour), (0...59).contains(minute), (0...60).contains(second ?? 0) else { return nil }
-        return MailDate(year: year, month: month, day: day, hour: hour, minute: minute, second: second ?? 0,
+              (0...23).contains(hour), (0...59).contains(minute), (0...60).contains(second) else { return nil }
+        return MailDate(year: year, month: month, day: day, hour: hour, minute: minute, second: second,
                         zoneOffset: zone ?? 0)
     }
 
     private static let dayNames = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
     private static let monthNames = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+    private static let fullMonthNames = ["january", "february", "march", "april", "may", "june", "july", "august",
+                                         "september", "october", "november", "december"]
 
-    /// "jan", "january", "sept": the first three letters decide.
+    /// "jan", "january", "sept": an abbreviation of the full name, at least three letters long.
     private static func monthNumber(_ w: String) -> Int? {
-        guard w.utf8.count >= 3 else { return nil }
-        let p = String(w.prefix(3))
-        guard let i = monthNames.firstIndex(of: p) else { return nil }
-        let full = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
-                    "november", "december"][i]
-        guard full.hasPrefix(w) || (i == 8 && w == "sept") else { return nil }
-        return i + 1
+        guard w.utf8.count >= 3, let i = monthNames.firstIndex(of: String(w.prefix(3))) else { return nil }
+        return fullMonthNames[i].hasPrefix(w) ? i + 1 : nil
     }
 
     /// RFC 5322 §4.3 obs-zone names, the usual abbreviations seen in the wild, and military letters
@@ -162,7 +170,7 @@ enum MailDateParser {
         }
     }
 
-    /// Splits the value into numbers, words, times and numeric zones; comments, commas and dots are dropped.
+    /// Splits the value into numbers, words, colons and numeric zones; comments, commas and dots are dropped.
     private static func tokenize(_ b: [UInt8]) -> [Token]? {
         var out: [Token] = []
         var i = 0
@@ -173,6 +181,9 @@ enum MailDateParser {
                 i += 1
             } else if c == ASCII.openParen {
                 MIMEValueParser.skipComment(b, &i)
+            } else if c == ASCII.colon {
+                out.append(.colon)
+                i += 1
             } else if c == 0x2B || c == ASCII.hyphen {
                 // ±hhmm (also ±hh:mm and ±hh, which some software writes)
                 let sign = c == ASCII.hyphen ? -1 : 1
@@ -197,23 +208,7 @@ enum MailDateParser {
                 var v = 0
                 while j < n, ASCII.isDigit(b[j]), j - i < 5 { v = v * 10 + Int(b[j] - 0x30); j += 1 }
                 guard j == n || !ASCII.isDigit(b[j]) else { return nil }
-                if j < n, b[j] == ASCII.colon {
-                    // hour ":" minute [":" second]
-                    guard j - i <= 2 else { return nil }
-                    var parts = [v]
-                    while j < n, b[j] == ASCII.colon, parts.count < 3 {
-                        var k = j + 1
-                        var w = 0
-                        while k < n, ASCII.isDigit(b[k]), k - j <= 2 { w = w * 10 + Int(b[k] - 0x30); k += 1 }
-                        guard k - j == 3 || k - j == 2 else { return nil }
-                        parts.append(w)
-                        j = k
-                    }
-                    guard j == n || !ASCII.isDigit(b[j]) else { return nil }
-                    out.append(.time(parts[0], parts[1], parts.count > 2 ? parts[2] : nil))
-                } else {
-                    out.append(.number(v, digits: j - i))
-                }
+                out.append(.number(v, digits: j - i))
                 i = j
             } else if ASCII.isAlpha(c) {
                 var j = i
@@ -224,7 +219,7 @@ enum MailDateParser {
             } else {
                 return nil
             }
-            guard out.count <= 12 else { return nil }
+            guard out.count <= 16 else { return nil }
         }
         return out
     }

@@ -47,7 +47,10 @@ struct BoundaryStack {
         var k = entries.count - 1
         while k >= 0 {
             let b = entries[k].boundary
-            if ce - start >= b.count, b.withUnsafeBufferPointer({ memcmp(base + start, $0.baseAddress!, b.count) == 0 }) {
+            if ce - start >= b.count, b.withUnsafeBufferPointer({ boundary in
+                guard let p = boundary.baseAddress else { return false }
+                return memcmp(base + start, p, b.count) == 0
+            }) {
                 var r = start + b.count
                 var close = false
                 if ce - r >= 2, buf[r] == ASCII.hyphen, buf[r + 1] == ASCII.hyphen {
