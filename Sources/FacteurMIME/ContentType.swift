@@ -149,11 +149,10 @@ enum MIMEValueParser {
         while i < b.count, out.count < MIMELimits.maxParameters {
             skipCFWS(b, &i)
             let t = token(b, &i)
-            if !t.isEmpty { out.append(String(decoding: t, as: UTF8.self)) }
-            skipCFWS(b, &i)
-            if i < b.count {
-                if b[i] != ASCII.comma && t.isEmpty { i += 1 }  // garbage byte: step over it
-                else if b[i] == ASCII.comma { i += 1 }
+            if t.isEmpty {
+                if i < b.count { i += 1 }  // a comma, or a stray byte
+            } else {
+                out.append(String(decoding: t, as: UTF8.self))
             }
         }
         return out

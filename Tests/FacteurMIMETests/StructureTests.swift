@@ -221,6 +221,19 @@ final class StructureTests: XCTestCase {
         XCTAssertEqual(twice.body.encoding, "7BIT")
     }
 
+    /// RFC 6532 §3.7: message/global encapsulates a message as message/rfc822 does; other message/* do not.
+    func testMessageGlobalAndOtherMessageTypes() {
+        let global = MessageSummary(parsing: Array("Content-Type: Message/Global\r\n\r\nSubject: héllo\r\n\r\nbody\r\n".utf8))
+        XCTAssertTrue(global.body.isEncapsulatedMessage)
+        XCTAssertEqual(global.body.children.count, 1)
+        XCTAssertEqual(global.body.encapsulatedEnvelope?.subject, "héllo")
+        XCTAssertEqual(geometry(global.body.children[0]), [32, 19, 51, 6, 1])
+        let status = MessageSummary(parsing: Array("Content-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; x\r\n".utf8))
+        XCTAssertFalse(status.body.isEncapsulatedMessage)
+        XCTAssertEqual(status.body.children, [])
+        XCTAssertNil(status.body.encapsulatedEnvelope)
+    }
+
     func testEnvelopeFields() {
         let text = """
             Date: Tue, 1 Jul 2003 10:52:37 +0200\r
