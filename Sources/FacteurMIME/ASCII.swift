@@ -94,6 +94,14 @@ enum ASCII {
         return zip(x, y).allSatisfy { lower($0) == lower($1) }
     }
 
+    /// The bytes without leading and trailing spaces, tabs, CR and LF.
+    static func trimmed(_ s: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
+        var lo = s.startIndex, hi = s.endIndex
+        while lo < hi, isWhitespace(s[lo]) { lo += 1 }
+        while hi > lo, isWhitespace(s[hi - 1]) { hi -= 1 }
+        return s[lo..<hi]
+    }
+
     /// Lowercases the ASCII letters of a string, leaving every other byte alone.
     static func lowercased(_ s: String) -> String {
         if !s.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) { return s }
@@ -102,6 +110,13 @@ enum ASCII {
 }
 
 extension String {
+    /// The string without leading and trailing spaces, tabs, CR and LF (no Foundation needed).
+    func trimmingWhitespace() -> String {
+        let u = Array(utf8)
+        let t = ASCII.trimmed(u[...])
+        return t.count == u.count ? self : String(decoding: t, as: UTF8.self)
+    }
+
     /// Builds a String from bytes that should be UTF-8; invalid sequences become U+FFFD.
     @inline(__always) init<C: Collection>(lossyUTF8 bytes: C) where C.Element == UInt8 {
         self = String(decoding: bytes, as: UTF8.self)

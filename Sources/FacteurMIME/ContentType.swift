@@ -263,7 +263,7 @@ enum MIMEValueParser {
                 if i < n, b[i] != ASCII.semicolon {
                     let s = i
                     while i < n, b[i] != ASCII.semicolon { i += 1 }
-                    value += trimmed(b[s..<i])
+                    value += ASCII.trimmed(b[s..<i])
                     log.add("text after a quoted MIME parameter value")
                 }
             } else {
@@ -303,13 +303,6 @@ enum MIMEValueParser {
             needSpace = false
         }
         return out
-    }
-
-    private static func trimmed(_ s: ArraySlice<UInt8>) -> ArraySlice<UInt8> {
-        var lo = s.startIndex, hi = s.endIndex
-        while lo < hi, ASCII.isWhitespace(s[lo]) { lo += 1 }
-        while hi > lo, ASCII.isWhitespace(s[hi - 1]) { hi -= 1 }
-        return s[lo..<hi]
     }
 
     // MARK: RFC 2231

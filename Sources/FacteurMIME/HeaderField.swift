@@ -79,10 +79,8 @@ public struct HeaderField: Sendable, Equatable, Hashable {
     /// Unfolds, then drops leading and trailing whitespace.
     public static func unfoldAndTrim<C: Collection>(_ bytes: C) -> [UInt8] where C.Element == UInt8 {
         let u = unfold(bytes)
-        var lo = 0, hi = u.count
-        while lo < hi, ASCII.isWhitespace(u[lo]) { lo += 1 }
-        while hi > lo, ASCII.isWhitespace(u[hi - 1]) { hi -= 1 }
-        return lo == 0 && hi == u.count ? u : Array(u[lo..<hi])
+        let t = ASCII.trimmed(u[...])
+        return t.count == u.count ? u : Array(t)
     }
 }
 

@@ -110,15 +110,3 @@ public enum TransferDecoding {
         return out
     }
 }
-
-extension String {
-    /// The string without leading and trailing spaces, tabs, CR and LF (no Foundation needed).
-    func trimmingWhitespace() -> String {
-        let u = Array(utf8)
-        var lo = 0, hi = u.count
-        while lo < hi, ASCII.isWhitespace(u[lo]) { lo += 1 }
-        while hi > lo, ASCII.isWhitespace(u[hi - 1]) { hi -= 1 }
-        if lo == 0 && hi == u.count { return self }
-        return String(decoding: u[lo..<hi], as: UTF8.self)
-    }
-}
