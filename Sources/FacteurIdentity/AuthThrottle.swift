@@ -28,6 +28,7 @@ public struct AuthThrottle: Sendable {
         public var accountLockoutThreshold: Int
         public var lockoutDuration: Duration
         /// A record with no failure for this long (and no lockout running) is forgotten.
+        /// While it is remembered, a failure after a lockout has ended locks again at once.
         public var forgetAfter: Duration
         /// Most records kept per table (clients, accounts).
         public var maximumEntries: Int

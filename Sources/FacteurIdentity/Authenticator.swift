@@ -38,6 +38,7 @@ public struct Authenticator: Sendable {
                     scramIterations: Int = SCRAMCredentials.defaultIterations,
                     sasl: SASLOptions = SASLOptions(), upgradeCredentials: Bool = true, maximumResponses: Int = 5) {
             self.mechanisms = mechanisms; self.hasher = hasher; self.scramIterations = scramIterations
+            // Unknown users must be announced with the iteration count real accounts get.
             self.sasl = sasl; self.sasl.unknownUserIterations = scramIterations
             self.upgradeCredentials = upgradeCredentials; self.maximumResponses = maximumResponses
         }

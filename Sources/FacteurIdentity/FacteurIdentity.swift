@@ -8,4 +8,10 @@
 // - `Authenticator`: drives a mechanism for a protocol layer (lookup, slow KDF off the
 //   caller's executor, throttling), so SMTP AUTH, IMAP AUTHENTICATE and POP3 AUTH
 //   share one loop.
-// - `AuthThrottle`: failed attempts per client and per account, delays and lockouts.
+// - `AuthThrottle` / `SharedAuthThrottle`: failed attempts per client and per account,
+//   delays and lockouts.
+// - `BlockingWorkPool`: where the slow KDF runs, bounded in concurrency and queue length.
+//
+// One `Authenticator` (one `SASLOptions.unknownUserSecret`) should serve every protocol:
+// with different secrets, an unknown user's fake SCRAM salt would differ between SMTP and
+// IMAP while a real user's does not, which tells the two apart.

@@ -132,9 +132,11 @@ public struct SASLMechanism: Sendable {
     public let name: Name
     private var machine: Machine
 
-    /// `nil` for a mechanism we do not offer. Names are case-insensitive (RFC 4422 §3.1).
+    /// `nil` for a mechanism we do not offer. Names are ASCII and case-insensitive
+    /// (RFC 4422 §3.1); only ASCII is folded, so "plaın" (dotless i) is not PLAIN.
     public init?(name: String, options: SASLOptions = SASLOptions()) {
-        guard name.utf8.count <= 20, let known = Name(rawValue: name.uppercased()) else { return nil }
+        guard name.utf8.count <= 20, name.utf8.allSatisfy({ $0 < 0x80 }),
+              let known = Name(rawValue: name.uppercased()) else { return nil }
         self.init(known, options: options)
     }
 

@@ -84,6 +84,12 @@ final class PasswordHasherTests: XCTestCase {
         XCTAssertTrue(current.needsRehash(try weaker.hash(bytes("pw"))))
         XCTAssertTrue(current.needsRehash(try smallerBlocks.hash(bytes("pw"))))
         XCTAssertFalse(current.needsRehash(try stronger.hash(bytes("pw"))))
+        // Same work spread as more passes over less memory: weaker (memory matters too)...
+        let lessMemory = PasswordHasher(parameters: ScryptParameters(logN: 9, r: 8, p: 2))
+        XCTAssertTrue(current.needsRehash(try lessMemory.hash(bytes("pw"))))
+        // ...while more memory for the same work is not.
+        let moreMemory = PasswordHasher(parameters: ScryptParameters(logN: 9, r: 8, p: 2))
+        XCTAssertFalse(moreMemory.needsRehash(try current.hash(bytes("pw"))))
         // A shorter salt than we now use is an upgrade too.
         let shortSalt = PasswordHasher(parameters: current.parameters, saltLength: 8)
         XCTAssertTrue(current.needsRehash(try shortSalt.hash(bytes("pw"))))
@@ -92,8 +98,17 @@ final class PasswordHasherTests: XCTestCase {
     }
 
     func testDefaultParametersAreTheDocumentedOnes() {
-        XCTAssertEqual(ScryptParameters.default, ScryptParameters(logN: 15, r: 8, p: 1))
+        XCTAssertEqual(ScryptParameters.default, ScryptParameters(logN: 14, r: 8, p: 2))
         XCTAssertTrue(ScryptParameters.default.isWithinLimits)
+        XCTAssertEqual(ScryptParameters.default.memoryBytes, 16 << 20)
+    }
+
+    func testDefaultHasherRoundTrip() throws {
+        let hasher = PasswordHasher()
+        let phc = try hasher.hash(bytes("pencil"))
+        XCTAssertTrue(phc.hasPrefix("$scrypt$ln=14,r=8,p=2$"), phc)
+        XCTAssertTrue(hasher.verify(bytes("pencil"), against: phc))
+        XCTAssertFalse(hasher.needsRehash(phc))
     }
 }
 

@@ -231,6 +231,7 @@ final class SCRAMServerTests: XCTestCase {
         XCTAssertNil(SASLMechanism(name: "SCRAM-SHA-256-PLUS"))
         XCTAssertNil(SASLMechanism(name: "CRAM-MD5"))
         XCTAssertNil(SASLMechanism(name: ""))
+        XCTAssertNil(SASLMechanism(name: "plaın"))      // dotless i uppercases to I: not folded
         XCTAssertNil(SASLMechanism(name: String(repeating: "PLAIN", count: 100)))
     }
 }
