@@ -72,7 +72,7 @@ public struct Authenticator: Sendable {
     /// - Parameters:
     ///   - client: the peer's IP address, for throttling.
     ///   - finalDataAsChallenge: true for protocols whose success reply cannot carry
-    ///     data (SMTP RFC 4954 §4, POP3 RFC 5034, IMAP RFC 3501): SCRAM's `v=` is then
+    ///     data (SMTP RFC 4954 §4, POP3 RFC 5034 §4, IMAP4rev1 RFC 3501 §6.2.2): SCRAM's `v=` is then
     ///     sent as one more challenge, answered by an empty response.
     public func begin(mechanism: String, client: String? = nil, finalDataAsChallenge: Bool = true) -> AuthExchange? {
         guard let sasl = SASLMechanism(name: mechanism, options: configuration.sasl),
@@ -95,8 +95,8 @@ public struct AuthSuccess: Sendable, Equatable {
     /// The authorisation identity the client asked for, when it sent one (equal to authcid).
     public var authzid: String?
     public var mechanism: SASLMechanism.Name
-    /// SCRAM's server-final `v=` data, when `finalDataAsChallenge` was false: the
-    /// protocol sends it with its success reply (e.g. IMAP's OK with SASL-IR servers).
+    /// SCRAM's server-final `v=` data, when `finalDataAsChallenge` was false: for a
+    /// protocol that can carry additional data in its success reply.
     public var finalData: [UInt8]?
     /// Set when a password login showed that the stored credentials are weaker than
     /// the current settings or lack SCRAM keys: store them with

@@ -38,10 +38,11 @@ public struct ScryptParameters: Sendable, Hashable, CustomStringConvertible {
     public static let maximumLogN = 22
     public static let maximumR = 32
     public static let maximumP = 16
-    /// 1 GiB: the largest scrypt working set (128·r·N bytes) we agree to allocate.
-    public static let maximumMemoryBytes = 1 << 30
-    /// Upper bound on N·r·p, the amount of work (the default is 2^18).
-    public static let maximumWork = 1 << 24
+    /// 256 MiB: the largest scrypt working set (128·r·N bytes) we agree to allocate
+    /// (16 times the default; OWASP's heaviest suggestion is 128 MiB).
+    public static let maximumMemoryBytes = 1 << 28
+    /// Upper bound on N·r·p, the amount of work: 16 times the default's 2^18.
+    public static let maximumWork = 1 << 22
 
     /// Whether these parameters are within the hard limits above.
     public var isWithinLimits: Bool {

@@ -61,6 +61,7 @@ final class PasswordHasherTests: XCTestCase {
             ("$scrypt$ln=30,r=8,p=1$\(salt)$\(hash)", .parametersOutOfRange("ln=30,r=8,p=1")),
             ("$scrypt$ln=0,r=8,p=1$\(salt)$\(hash)", .parametersOutOfRange("ln=0,r=8,p=1")),
             ("$scrypt$ln=20,r=32,p=16$\(salt)$\(hash)", .parametersOutOfRange("ln=20,r=32,p=16")),
+            ("$scrypt$ln=19,r=8,p=1$\(salt)$\(hash)", .parametersOutOfRange("ln=19,r=8,p=1")),   // 512 MiB
             ("$scrypt$ln=10,r=8,p=1$!!!!$\(hash)", .malformed("bad salt")),
             ("$scrypt$ln=10,r=8,p=1$c2FsdA$\(hash)", .malformed("bad salt")),              // 4 bytes
             ("$scrypt$ln=10,r=8,p=1$\(salt)$aGFzaA", .malformed("bad hash")),              // 4 bytes
