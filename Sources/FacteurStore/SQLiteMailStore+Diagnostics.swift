@@ -1,0 +1,23 @@
+// Read-only views into SQLiteMailStore's tables, for tests and (later) `facteur status`.
+
+import Foundation
+import GRDB
+
+extension SQLiteMailStore {
+    enum Table: String, Sendable {
+        case blob, message, mailbox, account, alias, domain, expunged
+    }
+
+    /// Rows in `table`.
+    func rowCount(_ table: Table) async throws -> Int {
+        try await read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM \(table.rawValue)") ?? 0 }
+    }
+
+    /// Where blob `id` lives: true inside SQLite, false as a file, nil when there is no row.
+    func blobIsInline(_ id: String) async throws -> Bool? {
+        try await read { db in try Bool.fetchOne(db, sql: "SELECT data IS NOT NULL FROM blob WHERE id = ?", arguments: [id]) }
+    }
+
+    /// The path a file blob has (or would have).
+    func blobPath(_ id: String) -> String { blobs.path(for: id) }
+}
