@@ -180,7 +180,7 @@ extension SQLiteMailStore {
                     throw StoreError.notFound("spool file \(path): \(error)")
                 }
                 try LineEndings.check(data, what: "message")
-                let summary = try CompactCodec.encode(MessageSummary(parsing: data))
+                let summary = SummaryCodec.encode(MessageSummary(parsing: data))
                 prepared = PreparedDelivery(blobID: BlobLayout.blobID(of: data), blobSize: Int64(data.count), inlineData: nil,
                                             summary: summary, recipients: recipients, internalDate: internalDate)
                 largeSource = .spool(path)
@@ -219,7 +219,7 @@ extension SQLiteMailStore {
     private static func prepare(_ bytes: [UInt8], recipients: [DeliveryRecipient], internalDate: Double) throws
         -> PreparedDelivery {
         try LineEndings.check(bytes, what: "message")
-        let summary = try CompactCodec.encode(MessageSummary(parsing: bytes))
+        let summary = SummaryCodec.encode(MessageSummary(parsing: bytes))
         return PreparedDelivery(blobID: BlobLayout.blobID(of: bytes), blobSize: Int64(bytes.count), inlineData: bytes,
                                 summary: summary, recipients: recipients, internalDate: internalDate)
     }
@@ -276,9 +276,16 @@ extension SQLiteMailStore {
                         changes += local
                         stored += local.count
                     } catch {
-                        try rollback.execute()
-                        try release.execute()
-                        results[index] = .failure(Self.storeError(error, writing: true))
+                        let failure = Self.storeError(error, writing: true)
+                        do {
+                            try rollback.execute()
+                            try release.execute()
+                        } catch {
+                            // SQLite aborted the whole transaction (SQLITE_FULL, I/O error):
+                            // the batch fails, with the delivery's error as the cause.
+                            throw failure
+                        }
+                        results[index] = .failure(failure)
                     }
                 }
                 try fault?(nil)

@@ -20,4 +20,13 @@ extension SQLiteMailStore {
 
     /// The path a file blob has (or would have).
     func blobPath(_ id: String) -> String { blobs.path(for: id) }
+
+    /// Test hook: caps the database at its current size plus `extraPages`, so the next writes
+    /// fail with SQLITE_FULL exactly as on a full disk.
+    func limitDatabaseGrowth(extraPages: Int) async throws {
+        try await pool.writeWithoutTransaction { db in
+            let pages = try Int.fetchOne(db, sql: "PRAGMA page_count") ?? 0
+            _ = try Int.fetchOne(db, sql: "PRAGMA max_page_count = \(pages + extraPages)")
+        }
+    }
 }

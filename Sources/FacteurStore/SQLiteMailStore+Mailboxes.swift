@@ -33,7 +33,7 @@ extension SQLiteMailStore {
         let last = try Int64.fetchOne(db, sql: "SELECT CAST(value AS INTEGER) FROM setting WHERE key = 'uidValidity'") ?? 0
         let now = Int64(Date().timeIntervalSince1970)
         var next = max(now, last + 1)
-        if next > Int64(UInt32.max) { next = 1 }  // year 2106: start over; still unique against deleted names' reuse
+        if next > Int64(UInt32.max) { next = 1 }  // the year 2106: start over (uniqueness is then best effort)
         try db.execute(sql: "INSERT OR REPLACE INTO setting (key, value) VALUES ('uidValidity', ?)", arguments: ["\(next)"])
         return UInt32(next)
     }
@@ -124,7 +124,6 @@ extension SQLiteMailStore {
                 """, arguments: [accountID, old, old.unicodeScalars.count + 1, old + "/"])  // substr counts code points
             guard rows.contains(where: { ($0[1] as String) == old }) else { throw StoreError.notFound("mailbox \(old)") }
             let exists = try db.cachedStatement(sql: "SELECT 1 FROM mailbox WHERE accountID = ? AND name = ?")
-            if try Bool.fetchOne(exists, arguments: [accountID, new]) == true { throw StoreError.alreadyExists("mailbox \(new)") }
             var changes: [MailboxChange] = []
             for row in rows {
                 let id: Int64 = row[0]
@@ -132,6 +131,9 @@ extension SQLiteMailStore {
                 let renamed = new + String(decoding: name.utf8.dropFirst(old.utf8.count), as: UTF8.self)
                 guard renamed.utf8.count <= StoreLimits.maxMailboxNameLength else {
                     throw StoreError.invalid("mailbox name \(renamed) too long")
+                }
+                if try Bool.fetchOne(exists, arguments: [accountID, renamed]) == true {
+                    throw StoreError.alreadyExists("mailbox \(renamed)")
                 }
                 try db.execute(sql: "UPDATE mailbox SET name = ? WHERE id = ?", arguments: [renamed, id])
                 changes.append(.mailboxRenamed(accountID: accountID, mailboxID: id))
@@ -198,7 +200,7 @@ extension SQLiteMailStore {
         }
         guard let encoded else { return nil }
         do {
-            return try CompactCodec.decode(MessageSummary.self, from: [UInt8](encoded))
+            return try SummaryCodec.decode([UInt8](encoded))
         } catch {
             throw StoreError.invalid("summary of message \(messageID) is unreadable: \(error)")
         }

@@ -68,6 +68,10 @@ public final class SQLiteMailStore: MailStore {
         deliveryQueue = DeliveryQueue()
     }
 
+    deinit {
+        feed.finishAll()
+    }
+
     /// Waits for deliveries in progress, then closes the database. Later calls fail with
     /// `StoreError.writeFailed`; change-feed streams finish.
     public func close() throws {
@@ -456,7 +460,7 @@ public final class SQLiteMailStore: MailStore {
     static func quotaCheck(quota: Quota, usage: Usage, incomingSize: Int64?) -> QuotaCheck {
         let size = max(incomingSize ?? 0, 0)
         if let limit = quota.bytes, size > limit { return .tooLarge }
-        if let limit = quota.messages, limit < 1 { return .tooLarge }
+        if let limit = quota.messages, limit < 1 { return .tooLarge }  // one message alone exceeds 0
         if let limit = quota.bytes {
             let (total, overflow) = usage.bytes.addingReportingOverflow(size)
             if usage.bytes >= limit || overflow || total > limit { return .full }

@@ -71,7 +71,7 @@ enum SQLiteSchema {
             );
 
             -- Content-addressed message bytes. `data` NULL: the bytes are the file
-            -- blobs/ab/cd/<id> (see BlobLayout). `summary` is the CompactCodec form of the
+            -- blobs/ab/cd/<id> (see BlobLayout). `summary` is the SummaryCodec form of the
             -- MessageSummary: it describes the blob, so it is stored once per blob.
             CREATE TABLE blob (
                 id      TEXT PRIMARY KEY NOT NULL CHECK (length(id) = 64),

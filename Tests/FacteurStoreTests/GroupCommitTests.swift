@@ -120,6 +120,44 @@ final class GroupCommitTests: StoreTestCase {
         XCTAssertEqual(first, .appended(accountID: alice.id, mailboxID: mailbox.id, uid: 1, modSeq: 2))
     }
 
+    func testFullDatabaseSurfacesAsWriteFailedAndCommitsNothing() async throws {
+        let alice = try await account("alice@example.org")
+        try await deliver(Self.message("before"), to: [alice])
+        try await store.limitDatabaseGrowth(extraPages: 0)  // SQLITE_FULL from now on
+        let store = self.store!
+        let failures = await withTaskGroup(of: StoreError?.self) { group in
+            for n in 0 ..< 20 {
+                group.addTask {
+                    do {
+                        _ = try await store.deliver(Delivery(message: .memory(Self.message("full\(n)", size: 10_000)),
+                                                             recipients: [DeliveryRecipient(accountID: alice.id)]))
+                        return nil
+                    } catch {
+                        return error as? StoreError
+                    }
+                }
+            }
+            var all: [StoreError?] = []
+            for await failure in group { all.append(failure) }
+            return all
+        }
+        for failure in failures {
+            guard case .writeFailed? = failure else { return XCTFail("expected writeFailed, got \(String(describing: failure))") }
+        }
+        let messages = try await store.rowCount(.message)
+        let blobs = try await store.rowCount(.blob)
+        XCTAssertEqual(messages, 1)
+        XCTAssertEqual(blobs, 1)
+        let mailbox = try await inbox(alice)
+        XCTAssertEqual(mailbox.uidNext, 2)
+        XCTAssertEqual(mailbox.messageCount, 1)
+
+        // Room again: delivery resumes where it stopped.
+        try await store.limitDatabaseGrowth(extraPages: 1_000_000)
+        let result = try await deliver(Self.message("after", size: 10_000), to: [alice])
+        XCTAssertEqual(storedUID(result.outcomes[0]), 2)
+    }
+
     func testRealDiskErrorSurfacesAsWriteFailed() async throws {
         let alice = try await account("alice@example.org")
         // Make the blob directory unusable: a large blob cannot be written.

@@ -194,6 +194,11 @@ final class StoreInvariantTests: StoreTestCase {
         let names = try await store.mailboxes(accountID: alice.id).map(\.name)
         XCTAssertTrue(names.contains("x/y/b/c") && names.contains("x/y/b") && names.contains("x/y") && names.contains("x"))
         XCTAssertFalse(names.contains { $0 == "a" || $0.hasPrefix("a/") })
+        try await store.createMailbox(accountID: alice.id, name: "m/b", specialUse: nil)
+        do {
+            try await store.renameMailbox(accountID: alice.id, from: "x/y", to: "m")
+            XCTFail("rename onto an existing child name")
+        } catch StoreError.alreadyExists {}
         try await store.setSubscribed(accountID: alice.id, name: "x/y", true)
         let subscribed = try await store.mailbox(accountID: alice.id, name: "x/y")
         XCTAssertEqual(subscribed?.subscribed, true)
