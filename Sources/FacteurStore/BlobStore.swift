@@ -132,17 +132,16 @@ struct BlobFiles: Sendable {
         return stat(path(for: id), &info) == 0
     }
 
-    /// Writes `bytes` as blob `id`: temp file, fsync, rename, directory fsync. A no-op when the
-    /// blob file is already there (files only ever appear complete, by rename).
-    func writeDurably(_ bytes: UnsafeRawBufferPointer, id: String) throws {
-        if exists(id) { return }
-        let temp = "\(tempDirectory)/\(id).\(UInt64.random(in: 0 ... .max))"
+    /// Writes `bytes` as blob `id`: temp file, fsync, rename, directory fsync. False when the
+    /// blob file was already there.
+    @discardableResult
+    func writeDurably(_ bytes: UnsafeRawBufferPointer, id: String) throws -> Bool {
+        if try alreadyDurable(id) { return false }
+        let temp = tempPath(for: id)
         let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
         guard fd >= 0 else { throw Self.failure("create \(temp)") }
-        var ok = false
-        defer {
-            if !ok { unlink(temp) }
-        }
+        var placed = false
+        defer { if !placed { unlink(temp) } }
         do {
             defer { close(fd) }
             var offset = 0
@@ -156,41 +155,70 @@ struct BlobFiles: Sendable {
             }
             guard fsync(fd) == 0 else { throw Self.failure("fsync \(temp)") }
         }
-        try place(temp, id: id)
-        ok = true
+        guard try place(temp, id: id) else { throw Self.failure("rename \(temp)") }
+        placed = true
+        return true
     }
 
     /// Takes over a spool file that holds blob `id`: fsync it, rename it into place (copy when
     /// the spool is on another file system), fsync the directory. The spool path is gone after.
-    func adoptDurably(spool: String, id: String) throws {
-        if exists(id) {
+    /// False when the blob file was already there.
+    @discardableResult
+    func adoptDurably(spool: String, id: String) throws -> Bool {
+        if try alreadyDurable(id) {
             unlink(spool)
-            return
+            return false
         }
-        let fd = open(spool, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw Self.failure("open \(spool)") }
-        let synced = fsync(fd) == 0
-        close(fd)
-        guard synced else { throw Self.failure("fsync \(spool)") }
+        try Self.fsyncFile(spool)
+        if try place(spool, id: id) { return true }
+        // Another file system: copy into blobs/tmp, then the same steps.
+        let temp = tempPath(for: id)
+        var placed = false
+        defer { if !placed { unlink(temp) } }
         do {
-            try place(spool, id: id)
-        } catch StoreError.writeFailed(let why) where why.contains("EXDEV") || why.contains("cross-device") {
-            let data = try Self.read(path: spool)
-            try data.withUnsafeBytes { try writeDurably($0, id: id) }
-            unlink(spool)
+            try FileManager.default.copyItem(atPath: spool, toPath: temp)
+        } catch {
+            throw StoreError.writeFailed("copy \(spool) to \(temp): \(error)")
         }
+        try Self.fsyncFile(temp)
+        guard try place(temp, id: id) else { throw Self.failure("rename \(temp)") }
+        placed = true
+        unlink(spool)
+        return true
+    }
+
+    /// A blob file is only ever created complete (by rename after fsync). When it is already
+    /// there, another delivery of the same bytes may have renamed it a moment ago without having
+    /// fsync'd the directory yet: do it here too before relying on it.
+    private func alreadyDurable(_ id: String) throws -> Bool {
+        guard exists(id) else { return false }
+        try Self.fsyncDirectory((path(for: id) as NSString).deletingLastPathComponent)
+        return true
+    }
+
+    private func tempPath(for id: String) -> String {
+        "\(tempDirectory)/\(id).\(UInt64.random(in: 0 ... .max))"
     }
 
     /// Renames `source` to the blob's final path and makes the new directory entry durable.
-    private func place(_ source: String, id: String) throws {
+    /// False when `source` is on another file system (EXDEV).
+    private func place(_ source: String, id: String) throws -> Bool {
         let final = path(for: id)
         let leaf = (final as NSString).deletingLastPathComponent
         try ensureDirectory(leaf)
         if rename(source, final) != 0 {
-            if errno == EXDEV { throw StoreError.writeFailed("rename \(source): EXDEV cross-device") }
+            if errno == EXDEV { return false }
             throw Self.failure("rename \(source)")
         }
         try Self.fsyncDirectory(leaf)
+        return true
+    }
+
+    static func fsyncFile(_ path: String) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw failure("open \(path)") }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw failure("fsync \(path)") }
     }
 
     /// Creates `blobs/ab/cd` as needed; a new directory's own entry is fsync'd in its parent.

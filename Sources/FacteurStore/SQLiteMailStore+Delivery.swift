@@ -193,14 +193,14 @@ extension SQLiteMailStore {
         if let largeSource {
             let id = prepared.blobID
             let files = blobs
-            try await Self.onIOThread {
+            let written = try await Self.onIOThread {
                 switch largeSource {
-                case .memory(let bytes): try bytes.withUnsafeBytes { try files.writeDurably($0, id: id) }
-                case .spool(let path): try files.adoptDurably(spool: path, id: id)
+                case .memory(let bytes): return try bytes.withUnsafeBytes { try files.writeDurably($0, id: id) }
+                case .spool(let path): return try files.adoptDurably(spool: path, id: id)
                 }
             }
             if case .spool = largeSource { spool = nil }
-            counters.withLock { $0.blobFilesWritten += 1 }
+            if written { counters.withLock { $0.blobFilesWritten += 1 } }
         }
 
         let ready = prepared
@@ -231,12 +231,11 @@ extension SQLiteMailStore {
     }
 
     /// Blocking file work (fsync) off Swift's cooperative threads.
-    private static func onIOThread(_ work: @escaping @Sendable () throws -> Void) async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+    private static func onIOThread<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
             DispatchQueue.global().async {
                 do {
-                    try work()
-                    continuation.resume()
+                    continuation.resume(returning: try work())
                 } catch {
                     continuation.resume(throwing: error)
                 }

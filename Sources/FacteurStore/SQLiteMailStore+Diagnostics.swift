@@ -18,6 +18,11 @@ extension SQLiteMailStore {
         try await read { db in try Bool.fetchOne(db, sql: "SELECT data IS NOT NULL FROM blob WHERE id = ?", arguments: [id]) }
     }
 
+    /// A PRAGMA's value as the writer connection sees it (`journal_mode`, `synchronous`, …).
+    func writerPragma(_ name: String) async throws -> String? {
+        try await pool.writeWithoutTransaction { db in try String.fetchOne(db, sql: "PRAGMA \(name)") }
+    }
+
     /// The path a file blob has (or would have).
     func blobPath(_ id: String) -> String { blobs.path(for: id) }
 

@@ -21,7 +21,7 @@ public final class SQLiteMailStore: MailStore {
         public var commits = 0
         /// Messages appended (one per stored recipient).
         public var messagesStored = 0
-        /// Large blobs written as files.
+        /// Large blobs written as files (not counting deliveries whose file already existed).
         public var blobFilesWritten = 0
     }
 
@@ -55,12 +55,18 @@ public final class SQLiteMailStore: MailStore {
         // Another process (the CLI while the server runs) may hold the write lock briefly.
         config.busyMode = .timeout(10)
         config.label = "facteur.store"
-        config.prepareDatabase { db in
-            // WAL + FULL: a commit is durable once the WAL is fsync'd (DESIGN.md, Durability).
-            try db.execute(sql: "PRAGMA synchronous = FULL")
-        }
         do {
             pool = try DatabasePool(path: directory + "/" + BlobLayout.databaseFileName, configuration: config)
+            // WAL + FULL: a commit is durable once the WAL is fsync'd (DESIGN.md, Durability).
+            // Set on the writer connection after the pool has opened it: GRDB's WAL setup sets
+            // NORMAL (no fsync per commit) after `prepareDatabase` has run.
+            let synchronous = try pool.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+                return try Int.fetchOne(db, sql: "PRAGMA synchronous")
+            }
+            guard synchronous == 2 else {
+                throw StoreError.writeFailed("cannot set PRAGMA synchronous = FULL (got \(synchronous ?? -1))")
+            }
             try SQLiteSchema.migrator.migrate(pool)
         } catch let error as DatabaseError {
             throw StoreError.writeFailed("cannot open the database in \(directory): \(error)")
@@ -170,6 +176,7 @@ public final class SQLiteMailStore: MailStore {
 
     // MARK: - Accounts
 
+    /// The columns `accountRecord` reads, in its order.
     static let accountColumns = """
         id, address, displayName, quotaBytes, quotaMessages, usageBytes, usageMessages, isAdmin, created
         """
@@ -440,7 +447,8 @@ public final class SQLiteMailStore: MailStore {
     /// The accounts an alias expands to, in the order they were added, without duplicates.
     private static func aliasTargets(_ db: Database, source: String) throws -> [AccountRecord] {
         let sql = """
-            SELECT \(accountColumns.split(separator: ",").map { "account." + $0.trimmingCharacters(in: .whitespacesAndNewlines) }.joined(separator: ", "))
+            SELECT account.id, account.address, account.displayName, account.quotaBytes, account.quotaMessages,
+                   account.usageBytes, account.usageMessages, account.isAdmin, account.created
             FROM alias JOIN account ON account.id = alias.targetID WHERE alias.source = ? ORDER BY alias.id
             """
         return try Row.fetchAll(db.cachedStatement(sql: sql), arguments: [source]).map(accountRecord)

@@ -148,7 +148,8 @@ final class BlobTests: StoreTestCase {
         // An orphan file (no row): kept while young, removed once older than the grace period.
         let orphanBytes = Self.message("orphan", size: StoreLimits.inlineBlobThreshold + 1)
         let orphanID = BlobLayout.blobID(of: orphanBytes)
-        try orphanBytes.withUnsafeBytes { try store.blobs.writeDurably($0, id: orphanID) }
+        let written = try orphanBytes.withUnsafeBytes { try store.blobs.writeDurably($0, id: orphanID) }
+        XCTAssertTrue(written)
         let young = try await store.collectGarbage()
         XCTAssertEqual(young, 1, "only the expunged row")
         XCTAssertTrue(FileManager.default.fileExists(atPath: store.blobPath(orphanID)))

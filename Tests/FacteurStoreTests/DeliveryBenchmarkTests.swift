@@ -1,5 +1,9 @@
 // A micro-benchmark, not a timed test: 2,000 deliveries of 10 KB from 10 concurrent tasks.
 // It prints deliveries per second and process CPU per delivery; it asserts only correctness.
+// FACTEUR_BENCH_TASKS=n changes the concurrency (1 shows the cost of a commit per delivery).
+// Meaningful figures need a release build:
+//   swift build -c release --build-tests -Xswiftc -enable-testing
+//   swift test -c release --skip-build -Xswiftc -enable-testing --filter DeliveryBenchmarkTests
 
 import FacteurMIME
 @testable import FacteurStore
@@ -25,7 +29,7 @@ final class DeliveryBenchmarkTests: StoreTestCase {
 
     func testDeliveryThroughput() async throws {
         let deliveries = 2_000
-        let tasks = 10
+        let tasks = Int(ProcessInfo.processInfo.environment["FACTEUR_BENCH_TASKS"] ?? "") ?? 10
         var recipients: [AccountRecord] = []
         for n in 0 ..< tasks { recipients.append(try await account("user\(n)@example.org")) }
         // Distinct messages, built before the clock starts.

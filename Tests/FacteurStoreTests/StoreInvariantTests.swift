@@ -16,6 +16,11 @@ final class StoreInvariantTests: StoreTestCase {
             let count = try await store.rowCount(table)
             XCTAssertEqual(count, 0, "\(table)")
         }
+        // WAL, and a commit is durable when it returns.
+        let journal = try await store.writerPragma("journal_mode")
+        let synchronous = try await store.writerPragma("synchronous")
+        XCTAssertEqual(journal, "wal")
+        XCTAssertEqual(synchronous, "2", "synchronous = FULL")
         // Opening again runs no migration twice.
         try reopen()
         let domains = try await store.domains()
