@@ -10,8 +10,9 @@ import Logging
 
 /// The embedded implementation of `MailStore`.
 ///
-/// Assumes one process owns the directory (SQLite itself would cope with several, but the
-/// in-memory guard that keeps garbage collection away from deliveries in flight would not).
+/// Deliveries and garbage collection must run in one process: the guard that keeps garbage
+/// collection away from deliveries in flight lives in memory. Another process (the CLI) may
+/// make administrative changes at the same time; SQLite serialises the writes.
 public final class SQLiteMailStore: MailStore {
     /// Counters for tests and benchmarks: group commit shows as `commits < deliveries`.
     public struct Stats: Sendable, Equatable {
@@ -78,8 +79,8 @@ public final class SQLiteMailStore: MailStore {
         feed.finishAll()
     }
 
-    /// Waits for deliveries in progress, then closes the database. Later calls fail with
-    /// `StoreError.writeFailed`; change-feed streams finish.
+    /// Waits for deliveries in progress, then closes the database. Later deliveries fail with
+    /// `StoreError.writeFailed`, other calls with a StoreError; change-feed streams finish.
     public func close() throws {
         deliveryQueue.shutDown()
         feed.finishAll()
