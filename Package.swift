@@ -65,6 +65,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "TOMLKit", package: "TOMLKit"),
+            .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .executableTarget(name: "facteur", dependencies: [
             "FacteurServer", "FacteurStore", "FacteurIdentity",
