@@ -82,6 +82,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
+        .testTarget(name: "FacteurServerTests", dependencies: ["FacteurServer"]),
         .testTarget(name: "FacteurEndToEndTests", dependencies: ["FacteurStore"]),
     ],
     swiftLanguageModes: [.v6]
