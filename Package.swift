@@ -23,6 +23,12 @@ let package = Package(
     targets: [
         // RFC 5322 / MIME parsing. No NIO, no store.
         .target(name: "FacteurMIME"),
+        // Asynchronous DNS client on NIO (RFC 1035, 7766, 6891, 2308); static resolver for tests.
+        .target(name: "FacteurDNS", dependencies: [
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Shared listener plumbing: TLS contexts, line framing, connection limits.
         .target(name: "FacteurNet", dependencies: [
             .product(name: "NIOCore", package: "swift-nio"),
@@ -75,6 +81,11 @@ let package = Package(
 
         .testTarget(name: "FacteurMIMETests", dependencies: ["FacteurMIME"],
                     resources: [.copy("Fixtures")]),
+        .testTarget(name: "FacteurDNSTests", dependencies: [
+            "FacteurDNS",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         .testTarget(name: "FacteurIdentityTests", dependencies: ["FacteurIdentity"]),
         .testTarget(name: "FacteurStoreTests", dependencies: ["FacteurStore", "FacteurMIME"]),
         .testTarget(name: "FacteurSMTPTests", dependencies: [
