@@ -17,6 +17,7 @@ public struct DNSRecordType: RawRepresentable, Hashable, Sendable, CustomStringC
     public static let aaaa = DNSRecordType(rawValue: 28)   // RFC 3596
     public static let opt = DNSRecordType(rawValue: 41)    // RFC 6891
     public static let tlsa = DNSRecordType(rawValue: 52)   // RFC 6698
+    public static let any = DNSRecordType(rawValue: 255)   // RFC 1035 §3.2.3 QTYPE "*"
 
     public var description: String {
         switch self {

@@ -19,12 +19,15 @@ public enum DNSNameError: Error, Equatable, Sendable {
 /// A domain name: a sequence of labels, the root being the empty sequence.
 ///
 /// Equality and hashing ignore ASCII case (RFC 4343 §3); the original spelling is kept for display.
-public struct DNSName: Hashable, Sendable, CustomStringConvertible, ExpressibleByStringLiteral {
+public struct DNSName: Hashable, Sendable, CustomStringConvertible {
     /// The labels, most specific first, without the root's empty label.
     public let labels: [[UInt8]]
 
     /// The root name ".".
     public static let root = DNSName(uncheckedLabels: [])
+
+    // No ExpressibleByStringLiteral on purpose: with it, `try DNSName("a..b")` would silently become a
+    // literal conversion (SE-0213) and trap instead of throwing.
 
     init(uncheckedLabels: [[UInt8]]) {
         self.labels = uncheckedLabels
@@ -93,15 +96,6 @@ public struct DNSName: Hashable, Sendable, CustomStringConvertible, ExpressibleB
         if !sawAnything { throw .emptyLabel }
         if !current.isEmpty { labels.append(current) }
         try self.init(labels: labels)
-    }
-
-    /// For literals in tests and configuration defaults; an invalid literal is a programming error.
-    public init(stringLiteral value: String) {
-        do {
-            try self.init(value)
-        } catch {
-            preconditionFailure("invalid DNS name literal \(value): \(error)")
-        }
     }
 
     /// The length of the name in wire form, root octet included.

@@ -14,6 +14,8 @@ public enum StaticResolverFailure: Hashable, Sendable {
 public struct StaticResolver: DNSResolver {
     private var records: [DNSName: [DNSResourceRecord]] = [:]
     private var failures: [DNSName: [DNSRecordType?: StaticResolverFailure]] = [:]
+    private static let localhost = DNSName(uncheckedLabels: [Array("localhost".utf8)])
+
     /// Reported as the AD bit of every response, to test DANE's secure and insecure paths.
     public var authenticData: Bool
     /// TTL of the synthesised SOA that negative answers carry (RFC 2308 §3).
@@ -77,7 +79,8 @@ public struct StaticResolver: DNSResolver {
         header.rcodeLow = UInt8(exists ? DNSResponseCode.noError.rawValue : DNSResponseCode.nameError.rawValue)
         let soa = DNSResourceRecord(
             name: key.parent, ttl: negativeTTL,
-            data: .soa(SOARecord(mname: "localhost", rname: "hostmaster.localhost", serial: 1, refresh: 3600,
+            data: .soa(SOARecord(mname: Self.localhost, rname: DNSName(uncheckedLabels: [Array("hostmaster".utf8)] + Self.localhost.labels),
+                                 serial: 1, refresh: 3600,
                                  retry: 600, expire: 86400, minimum: negativeTTL)))
         return DNSMessage(header: header, questions: [question], authority: [soa])
     }
