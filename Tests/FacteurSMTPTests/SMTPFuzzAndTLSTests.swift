@@ -49,7 +49,7 @@ final class SMTPFuzzTests: XCTestCase {
                 case .deliver(let transaction): _ = session.deliveryFinished(.stored, transactionID: transaction.id)
                 case .startTLS: _ = session.tlsEstablished()
                 case .authenticate: _ = session.authenticationFinished(.success(account: "a@b"))
-                case .checkSender: _ = session.senderChecked(allowed: true)
+                case .checkSender: _ = session.senderChecked(.allowed)
                 case .close: session = SMTPSession(configuration: configuration, clientAddress: "127.0.0.1")
                 case .reply: break
                 }
