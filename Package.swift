@@ -79,17 +79,21 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
-        .testTarget(name: "FacteurMIMETests", dependencies: ["FacteurMIME"],
+        // Helpers shared by the tests only.
+        .target(name: "FacteurTestSupport"),
+
+        .testTarget(name: "FacteurMIMETests", dependencies: ["FacteurMIME", "FacteurTestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "FacteurDNSTests", dependencies: [
-            "FacteurDNS",
+            "FacteurDNS", "FacteurTestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
-        .testTarget(name: "FacteurIdentityTests", dependencies: ["FacteurIdentity"]),
+        .testTarget(name: "FacteurIdentityTests", dependencies: ["FacteurIdentity", "FacteurStore", "FacteurTestSupport",
+                                                               .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "FacteurStoreTests", dependencies: ["FacteurStore", "FacteurMIME"]),
         .testTarget(name: "FacteurSMTPTests", dependencies: [
-            "FacteurSMTP", "FacteurStore", "FacteurNet",
+            "FacteurSMTP", "FacteurStore", "FacteurNet", "FacteurIdentity", "FacteurTestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
