@@ -30,13 +30,16 @@ public struct DNSClientConfiguration: Sendable {
     public var trustAuthenticData: Bool
     /// Cache sizes; nil turns the cache off.
     public var cache: DNSCacheConfiguration?
+    /// Start each query at a random server instead of the first (resolv.conf `options rotate`).
+    public var rotate: Bool
 
     public init(servers: [SocketAddress], timeout: TimeAmount = .seconds(Int64(DNSLimits.defaultTimeoutSeconds)),
                 attempts: Int = DNSLimits.defaultAttempts, useEDNS: Bool = true,
                 udpPayloadSize: UInt16 = DNSLimits.defaultEDNSPayloadSize, dnssecOK: Bool = false,
                 requestAuthenticData: Bool = true, trustAuthenticData: Bool = false,
-                cache: DNSCacheConfiguration? = DNSCacheConfiguration()) {
+                cache: DNSCacheConfiguration? = DNSCacheConfiguration(), rotate: Bool = false) {
         self.servers = servers
+        self.rotate = rotate
         self.timeout = timeout
         self.attempts = max(1, attempts)
         self.useEDNS = useEDNS
@@ -54,7 +57,7 @@ public struct DNSClientConfiguration: Sendable {
         let addresses = resolvConf.nameservers.isEmpty ? [IPAddress.v4(IPv4Address("127.0.0.1")!)] : resolvConf.nameservers
         self.init(servers: try addresses.map { try $0.socketAddress(port: port) },
                   timeout: .seconds(Int64(resolvConf.timeoutSeconds)), attempts: resolvConf.attempts,
-                  trustAuthenticData: resolvConf.trustAD)
+                  trustAuthenticData: resolvConf.trustAD, rotate: resolvConf.rotate)
     }
 
     /// The system's configuration, from /etc/resolv.conf.
@@ -114,8 +117,13 @@ public final class DNSClient: DNSResolver {
         guard !configuration.servers.isEmpty else { throw .transport("no DNS servers configured") }
         var rcodeFailure: DNSError?
         var otherFailure: DNSError = .timeout(question)
+        var servers = configuration.servers
+        if configuration.rotate, servers.count > 1 {
+            let start = Int.random(in: 0..<servers.count)
+            servers = Array(servers[start...] + servers[..<start])
+        }
         for attempt in 0..<configuration.attempts {
-            for server in configuration.servers {
+            for server in servers {
                 do {
                     let message = try await exchange(question, server: server, useEDNS: configuration.useEDNS)
                     switch message.responseCode {

@@ -84,26 +84,39 @@ enum DNSTransport {
         return try await promise.futureResult.get()
     }
 
+    /// What a received message is to our query.
+    enum Match {
+        /// Ours: QR set, same ID, same question.
+        case accepted(DNSExchangeResult)
+        /// Not ours (or not a response): dropped.
+        case foreign
+        /// Our ID and QR, but the bytes do not decode: over UDP it may be forged and is dropped;
+        /// over TCP it is the server's answer, and it is broken.
+        case malformed(DNSWireError)
+    }
+
     /// Whether `bytes` answer `query`: QR set, same ID, same single question (names compared without
-    /// case, so resolvers that echo 0x20-mixed case still match). Returns the decoded message, or
-    /// nil to drop the datagram. A truncated reply whose body does not decode is still accepted on
-    /// its header alone, since TC sends us to TCP anyway.
-    static func match(_ bytes: [UInt8], query: DNSMessage) -> DNSExchangeResult? {
-        guard bytes.count >= 12 else { return nil }
+    /// case, so resolvers that echo 0x20-mixed case still match). A truncated reply whose body does
+    /// not decode is still accepted on its header alone, since TC sends us to TCP anyway.
+    static func match(_ bytes: [UInt8], query: DNSMessage) -> Match {
+        guard bytes.count >= 12 else { return .foreign }
         let id = UInt16(bytes[0]) << 8 | UInt16(bytes[1])
         let isResponse = bytes[2] & 0x80 != 0
         let truncated = bytes[2] & 0x02 != 0
-        guard isResponse, id == query.header.id else { return nil }
-        guard let message = try? DNSMessage(decoding: bytes) else {
-            return truncated ? DNSExchangeResult(message: nil, truncated: true) : nil
+        guard isResponse, id == query.header.id else { return .foreign }
+        let message: DNSMessage
+        do {
+            message = try DNSMessage(decoding: bytes)
+        } catch {
+            return truncated ? .accepted(DNSExchangeResult(message: nil, truncated: true)) : .malformed(error)
         }
         // A FORMERR may come back without the question (RFC 6891 §7); accept an empty question
         // section only together with an error RCODE.
         if message.questions.isEmpty && message.responseCode != .noError {
-            return DNSExchangeResult(message: message, truncated: truncated)
+            return .accepted(DNSExchangeResult(message: message, truncated: truncated))
         }
-        guard message.questions == query.questions else { return nil }
-        return DNSExchangeResult(message: message, truncated: truncated)
+        guard message.questions == query.questions else { return .foreign }
+        return .accepted(DNSExchangeResult(message: message, truncated: truncated))
     }
 }
 
@@ -125,7 +138,10 @@ private final class UDPResponseHandler: ChannelInboundHandler {
         let envelope = Self.unwrapInboundIn(data)
         // RFC 5452 §9.1: the source address and port must be the server's.
         guard envelope.remoteAddress == server else { return }
-        guard let result = DNSTransport.match(Array(envelope.data.readableBytesView), query: query) else { return }
+        // RFC 5452 §9.1: anything that is not exactly our answer is dropped; we keep listening.
+        guard case .accepted(let result) = DNSTransport.match(Array(envelope.data.readableBytesView), query: query) else {
+            return
+        }
         promise.succeed(result)
     }
 
@@ -170,11 +186,21 @@ private final class TCPResponseHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = Self.unwrapInboundIn(data)
-        guard var result = DNSTransport.match(Array(frame.readableBytesView), query: query) else { return }
-        // Over TCP the whole message arrived; a TC bit here has nothing better to fall back to.
-        result.truncated = false
-        guard result.message != nil else { return }
-        promise.succeed(result)
+        switch DNSTransport.match(Array(frame.readableBytesView), query: query) {
+        case .accepted(var result):
+            // Over TCP the whole message arrived; a TC bit here has nothing better to fall back to.
+            result.truncated = false
+            if result.message == nil {
+                promise.fail(DNSWireError.truncated)
+            } else {
+                promise.succeed(result)
+            }
+        case .malformed(let error):
+            // On our own connection this is the server's answer, not a spoofer's: fail now.
+            promise.fail(error)
+        case .foreign:
+            return
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

@@ -88,6 +88,34 @@ final class DNSClientTests: XCTestCase {
         XCTAssertEqual(server.queries.map(\.overTCP), [false, true])
     }
 
+    func testBrokenTCPAnswerFailsFastAsMalformed() async throws {
+        let server = try await FakeDNSServer.start { query, overTCP in
+            if overTCP {
+                // Our ID and QR, one answer announced, none present.
+                let id = query.header.id
+                return [.fromServer([UInt8(id >> 8), UInt8(id & 0xFF), 0x81, 0x80, 0, 0, 0, 1, 0, 0, 0, 0])]
+            }
+            return [.fromServer(FakeDNSServer.reply(to: query, truncated: true))]
+        }
+        defer { Task { await server.stop() } }
+        let started = ContinuousClock.now
+        let dns = client([server], timeout: .seconds(5))
+        let error = await expectDNSError { () async throws(DNSError) in try await dns.a("broken.example") }
+        guard case .malformedResponse = error else { return XCTFail("\(String(describing: error))") }
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(2), "no need to wait for the timeout")
+    }
+
+    func testRotateSpreadsQueriesOverServers() async throws {
+        let first = try await FakeDNSServer.start { query, _ in [.fromServer(FakeDNSServer.reply(to: query, answers: [Self.aRecord(query)]))] }
+        let second = try await FakeDNSServer.start { query, _ in [.fromServer(FakeDNSServer.reply(to: query, answers: [Self.aRecord(query)]))] }
+        defer { Task { await first.stop(); await second.stop() } }
+        let dns = DNSClient(configuration: DNSClientConfiguration(servers: [first.address, second.address], cache: nil, rotate: true))
+        for _ in 0..<40 { _ = try await dns.a("r.example") }
+        XCTAssertEqual(first.queries.count + second.queries.count, 40)
+        XCTAssertGreaterThan(second.queries.count, 0, "with rotate the second server gets queries too")
+        XCTAssertGreaterThan(first.queries.count, 0)
+    }
+
     func testSilentServerTimesOutAndTheNextOneAnswers() async throws {
         let silent = try await FakeDNSServer.start { _, _ in [] }
         let answering = try await FakeDNSServer.start { query, _ in
