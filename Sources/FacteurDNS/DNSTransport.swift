@@ -30,6 +30,8 @@ enum DNSTransport {
         let channel: any Channel
         do {
             channel = try await DatagramBootstrap(group: loop)
+                // Room for any datagram, so a server that ignores our EDNS size is read whole, not cut.
+                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: DNSLimits.maxMessageSize))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(

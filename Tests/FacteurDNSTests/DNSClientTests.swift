@@ -116,6 +116,18 @@ final class DNSClientTests: XCTestCase {
         XCTAssertGreaterThan(first.queries.count, 0)
     }
 
+    func testOversizedUDPAnswerIsReadWhole() async throws {
+        // 300 A records (~4.8 KB) over UDP although we offered 1232: read, not cut at 2 KB.
+        let many = (1...300).map { IPv4Address(bytes: [10, 1, UInt8($0 >> 8), UInt8($0 & 0xFF)])! }
+        let server = try await FakeDNSServer.start { query, _ in
+            [.fromServer(FakeDNSServer.reply(to: query, answers: many.map { Self.aRecord(query, $0) }))]
+        }
+        defer { Task { await server.stop() } }
+        let addresses = try await client([server]).a("big.example.org")
+        XCTAssertEqual(addresses.count, 300)
+        XCTAssertEqual(server.queries.map(\.overTCP), [false])
+    }
+
     func testSilentServerTimesOutAndTheNextOneAnswers() async throws {
         let silent = try await FakeDNSServer.start { _, _ in [] }
         let answering = try await FakeDNSServer.start { query, _ in
