@@ -73,6 +73,16 @@ let package = Package(
             .product(name: "TOMLKit", package: "TOMLKit"),
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
+        // Outbound delivery: durable queue, SMTP client, MX routing, retries, DSNs (RFC 5321, 3461, 3464).
+        .target(name: "FacteurQueue", dependencies: [
+            "FacteurStore", "FacteurDNS", "FacteurMIME",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOTLS", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .executableTarget(name: "facteur", dependencies: [
             "FacteurServer", "FacteurStore", "FacteurIdentity",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -96,6 +106,13 @@ let package = Package(
             "FacteurSMTP", "FacteurStore", "FacteurNet", "FacteurIdentity", "FacteurTestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
+        .testTarget(name: "FacteurQueueTests", dependencies: [
+            "FacteurQueue", "FacteurStore", "FacteurDNS", "FacteurSMTP", "FacteurNet", "FacteurTestSupport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]),
         .testTarget(name: "FacteurServerTests", dependencies: ["FacteurServer"]),
         .testTarget(name: "FacteurEndToEndTests", dependencies: ["FacteurStore"]),

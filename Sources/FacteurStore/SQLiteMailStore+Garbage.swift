@@ -1,5 +1,6 @@
 // Garbage collection of SQLiteMailStore's blobs: rows and files that no message references
 // any more (after expunge, mailbox or account removal), and orphan files a crash left behind.
+// A blob the outbound queue references (queue_message.blobID) is live too.
 
 import Dispatch
 import Foundation
@@ -18,6 +19,7 @@ extension SQLiteMailStore {
         let candidates: [String] = try await read { db in
             try String.fetchAll(db, sql: """
                 SELECT id FROM blob WHERE NOT EXISTS (SELECT 1 FROM message WHERE message.blobID = blob.id)
+                AND NOT EXISTS (SELECT 1 FROM queue_message WHERE queue_message.blobID = blob.id)
                 """)
         }
         var removed = 0
@@ -32,6 +34,7 @@ extension SQLiteMailStore {
                 let isFile = try db.cachedStatement(sql: "SELECT data IS NULL FROM blob WHERE id = ?")
                 let delete = try db.cachedStatement(sql: """
                     DELETE FROM blob WHERE id = ? AND NOT EXISTS (SELECT 1 FROM message WHERE message.blobID = blob.id)
+                    AND NOT EXISTS (SELECT 1 FROM queue_message WHERE queue_message.blobID = blob.id)
                     """)
                 var deleted: [(id: String, isFile: Bool)] = []
                 for id in condemned {

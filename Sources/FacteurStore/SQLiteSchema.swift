@@ -9,6 +9,7 @@ enum SQLiteSchema {
     static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1-initial", migrate: v1)
+        migrator.registerMigration("v2-queue", migrate: QueueSchema.v2)
         return migrator
     }
 

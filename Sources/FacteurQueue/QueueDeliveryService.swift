@@ -1,0 +1,485 @@
+// The delivery worker: claims due recipients from the durable queue, routes them (local store,
+// smarthost, or MX per RFC 5321 §5.1), delivers with the SMTP client reusing one connection for
+// several messages to the same destination, records each recipient's outcome, retries with
+// exponential backoff (RFC 5321 §4.5.4.1), expires, and sends DSNs (RFC 3461, RFC 3464):
+// failures and expiry to the envelope sender, a delay warning once, never to the null sender.
+
+import FacteurDNS
+import FacteurStore
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// RFC 5321 §4.5.4.1: retry no sooner than 30 minutes apart in general; we start sooner (a
+/// greylisting server asks for minutes) and double up to a ceiling.
+public struct RetrySchedule: Sendable, Equatable {
+    public var first: TimeInterval
+    public var factor: Double
+    public var maximum: TimeInterval
+    public init(first: TimeInterval = 5 * 60, factor: Double = 2, maximum: TimeInterval = 4 * 3600) {
+        self.first = first; self.factor = factor; self.maximum = maximum
+    }
+
+    /// The wait after the `attempts`-th failed attempt (1 = the first).
+    public func delay(afterAttempts attempts: Int) -> TimeInterval {
+        let exponent = Double(max(0, min(attempts - 1, 60)))
+        return min(maximum, first * pow(factor, exponent))
+    }
+}
+
+public struct QueueConfiguration: Sendable {
+    /// Our hostname: EHLO name and Reporting-MTA.
+    public var hostname: String
+    /// Per-domain routes (keys lowercased); others take `defaultRoute`.
+    public var routes: [String: QueueRoute]
+    public var defaultRoute: QueueRoute
+    /// The SMTP port of MX hosts: 25; tests use another.
+    public var mxPort: Int
+    public var ipv6Enabled: Bool
+    public var sourceIPv4: String?
+    public var sourceIPv6: String?
+    public var timeouts: SMTPClientTimeouts
+    public var times: QueueTimes
+    public var retry: RetrySchedule
+    public var maxConcurrentDeliveries: Int
+    public var maxConcurrentPerDestination: Int
+    /// How often the worker looks at the queue when nothing wakes it.
+    public var pollInterval: Duration
+    /// How long a claim holds recipients (longer than the slowest attempt).
+    public var claimLease: TimeInterval
+    public var useStartTLS: Bool
+
+    public init(hostname: String, routes: [String: QueueRoute] = [:], defaultRoute: QueueRoute = .mx, mxPort: Int = 25,
+                ipv6Enabled: Bool = true, sourceIPv4: String? = nil, sourceIPv6: String? = nil,
+                timeouts: SMTPClientTimeouts = .init(), times: QueueTimes = .init(), retry: RetrySchedule = .init(),
+                maxConcurrentDeliveries: Int = 20, maxConcurrentPerDestination: Int = 4, pollInterval: Duration = .seconds(30),
+                claimLease: TimeInterval = 3600, useStartTLS: Bool = true) {
+        self.hostname = hostname; self.routes = routes; self.defaultRoute = defaultRoute; self.mxPort = mxPort
+        self.ipv6Enabled = ipv6Enabled; self.sourceIPv4 = sourceIPv4; self.sourceIPv6 = sourceIPv6
+        self.timeouts = timeouts; self.times = times; self.retry = retry
+        self.maxConcurrentDeliveries = max(1, maxConcurrentDeliveries)
+        self.maxConcurrentPerDestination = max(1, maxConcurrentPerDestination)
+        self.pollInterval = pollInterval; self.claimLease = claimLease; self.useStartTLS = useStartTLS
+    }
+
+    func route(for domain: String) -> QueueRoute {
+        routes[domain.lowercased()] ?? defaultRoute
+    }
+}
+
+/// Runs delivery until cancelled (`run()`), or one pass at a time (`runOnce()`, for tests with
+/// an injected clock). Conform it to ServiceLifecycle's `Service` where it is composed.
+public final class QueueDeliveryService: Sendable {
+    public let store: SQLiteMailStore
+    public let configuration: QueueConfiguration
+    let router: MXRouter
+    let clock: @Sendable () -> Date
+    let logger: Logger
+    let owner = "worker-\(UUID().uuidString)"
+    let wakeup = Wakeup()
+    let group: any EventLoopGroup
+
+    public init(store: SQLiteMailStore, resolver: any DNSResolver, configuration: QueueConfiguration,
+                group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+                logger: Logger = Logger(label: "facteur.queue"), clock: @escaping @Sendable () -> Date = { Date() }) {
+        self.store = store
+        self.configuration = configuration
+        self.router = MXRouter(resolver: resolver, ipv6Enabled: configuration.ipv6Enabled, port: configuration.mxPort)
+        self.clock = clock
+        self.logger = logger
+        self.group = group
+    }
+
+    /// Queues a message (durably) and wakes the worker. Use this from SMTP submission.
+    public func enqueue(_ submission: QueueSubmission) async throws -> QueuedMessage {
+        let message = try await store.enqueue(submission, now: clock(), times: configuration.times)
+        wakeup.signal()
+        return message
+    }
+
+    /// Wakes the worker (after `facteur queue retry` in the same process, for instance).
+    public func wake() { wakeup.signal() }
+
+    /// Delivers until the task is cancelled. Claims left by a previous run are released first:
+    /// queued mail resumes after a restart.
+    public func run() async throws {
+        try await store.releaseQueueClaims()
+        while !Task.isCancelled {
+            do {
+                _ = try await runOnce()
+            } catch {
+                logger.error("queue pass failed: \(error)")
+            }
+            var wait = configuration.pollInterval
+            if let next = try? await store.nextQueueAttempt() {
+                let seconds = max(0.05, next.timeIntervalSince(clock()))
+                if seconds < Double(wait.components.seconds) { wait = .milliseconds(Int64(seconds * 1000)) }
+            }
+            await wakeup.wait(timeout: wait)
+        }
+    }
+
+    /// One pass: claim what is due, deliver it, record outcomes, send DSNs, drop finished
+    /// messages. Returns the number of (message, domain) groups attempted.
+    @discardableResult
+    public func runOnce() async throws -> Int {
+        let now = clock()
+        let claims = try await store.claimQueueWork(now: now, owner: owner, lease: configuration.claimLease,
+                                                    limit: configuration.maxConcurrentDeliveries * 8)
+        // One lane per destination, at most `maxConcurrentPerDestination` lanes per destination;
+        // each lane delivers its messages one after the other over one connection.
+        var byDestination: [String: [QueueClaim]] = [:]
+        for claim in claims { byDestination[destinationKey(claim.domain), default: []].append(claim) }
+        var lanes: [[QueueClaim]] = []
+        for (_, list) in byDestination.sorted(by: { $0.key < $1.key }) {
+            let count = min(configuration.maxConcurrentPerDestination, list.count)
+            var split = [[QueueClaim]](repeating: [], count: count)
+            for (i, claim) in list.enumerated() { split[i % count].append(claim) }
+            lanes += split
+        }
+        let limit = configuration.maxConcurrentDeliveries
+        await withTaskGroup(of: Void.self) { group in
+            var running = 0
+            for lane in lanes {
+                if running >= limit {
+                    await group.next()
+                    running -= 1
+                }
+                group.addTask { await self.deliver(lane: lane) }
+                running += 1
+            }
+            await group.waitForAll()
+        }
+        try await sendFailureReports()
+        try await store.removeFinishedQueueMessages()
+        return claims.count
+    }
+
+    private func destinationKey(_ domain: String) -> String {
+        switch configuration.route(for: domain) {
+        case .relay(let relay): return "relay:\(relay.host):\(relay.port)"
+        case .local: return "local"
+        case .mx: return "mx:\(domain)"
+        }
+    }
+
+    // MARK: Delivering one lane
+
+    private func deliver(lane: [QueueClaim]) async {
+        guard let first = lane.first else { return }
+        let domain = first.domain
+        var remaining = lane
+        // Expired messages fail without another attempt (RFC 5321 §4.5.4.1: give up after 4-5 days).
+        let now = clock()
+        var expired: [QueueClaim] = []
+        remaining.removeAll { claim in
+            if now >= claim.message.expires { expired.append(claim); return true }
+            return false
+        }
+        for claim in expired {
+            let days = Int(claim.message.expires.timeIntervalSince(claim.message.created) / 86400)
+            let outcomes = claim.recipients.map { r in
+                (r.id, QueueAttemptOutcome.failed(
+                    reply: "450 4.4.7 delivery time expired after \(days) day(s); last reply: \(r.lastReply ?? "none")",
+                    host: r.remoteHost))
+            }
+            await record(outcomes)
+        }
+        guard !remaining.isEmpty else { return }
+
+        let route = configuration.route(for: domain)
+        var isLocal = false
+        if case .local = route { isLocal = true } else if (try? await store.isLocalDomain(domain)) == true { isLocal = true }
+        if isLocal {
+            for claim in remaining { await record(await deliverLocally(claim)) }
+            return
+        }
+
+        let targets: Result<[DeliveryTarget], RoutingFailure>
+        var clientConfiguration = SMTPClientConfiguration(heloName: configuration.hostname, timeouts: configuration.timeouts,
+                                                          sourceIPv4: configuration.sourceIPv4,
+                                                          sourceIPv6: configuration.sourceIPv6,
+                                                          useStartTLS: configuration.useStartTLS)
+        switch route {
+        case .relay(let relay):
+            targets = await router.targets(for: relay)
+            clientConfiguration.requireTLS = relay.requireTLS
+            if let user = relay.username { clientConfiguration.authentication = (user, relay.password ?? "") }
+        default:
+            targets = await router.targets(for: domain)
+        }
+        switch targets {
+        case .failure(let failure):
+            for claim in remaining {
+                await record(claim.recipients.map { r in (r.id, failure.permanent
+                    ? .failed(reply: failure.reply, host: nil)
+                    : .deferred(reply: failure.reply, host: nil, nextAttempt: nextAttempt(for: r, message: claim.message))) })
+            }
+        case .success(let list):
+            await deliver(remaining, to: list, configuration: clientConfiguration)
+        }
+    }
+
+    private func deliver(_ claims: [QueueClaim], to targets: [DeliveryTarget], configuration client: SMTPClientConfiguration) async {
+        var endpoints: [(host: String, address: String, port: Int)] = []
+        for target in targets { for address in target.addresses { endpoints.append((target.hostname, address, target.port)) } }
+        var nextEndpoint = 0
+        var connection: SMTPClientConnection?
+        var lastError = "451 4.4.1 no answer from any mail host"
+        var allPermanent = true
+        defer { if let connection { Task { await connection.quit() } } }
+
+        for claim in claims {
+            let bytes: [UInt8]
+            do {
+                bytes = try await store.queuedMessageBytes(blobID: claim.message.blobID)
+            } catch {
+                logger.error("queued message \(claim.message.id): cannot read its bytes: \(error)")
+                await record(claim.recipients.map { r in
+                    (r.id, .deferred(reply: "451 4.3.0 local error reading the message", host: nil,
+                                     nextAttempt: nextAttempt(for: r, message: claim.message))) })
+                continue
+            }
+            let envelope = SMTPClientEnvelope(
+                sender: claim.message.sender,
+                recipients: claim.recipients.map { SMTPClientRecipient(address: $0.address, notify: $0.notify?.parameterValue,
+                                                                       originalRecipient: $0.originalRecipient) },
+                requiresSMTPUTF8: claim.message.requiresSMTPUTF8, has8BitData: claim.message.has8BitData,
+                envelopeID: claim.message.envelopeID, ret: claim.message.ret?.rawValue)
+            var done = false
+            while !done {
+                var usable = false
+                if let current = connection { usable = await current.isUsable }
+                if !usable {
+                    if let old = connection { await old.close() }
+                    connection = nil
+                    while connection == nil, nextEndpoint < endpoints.count {
+                        let endpoint = endpoints[nextEndpoint]
+                        nextEndpoint += 1
+                        do {
+                            connection = try await SMTPClientConnection.open(hostname: endpoint.host, address: endpoint.address,
+                                                                             port: endpoint.port, configuration: client, group: group)
+                        } catch let error as SMTPClientError {
+                            lastError = Self.replyText(error, host: endpoint.host)
+                            if !error.isPermanent { allPermanent = false }
+                            logger.info("\(endpoint.host) [\(endpoint.address)]: \(error)")
+                        } catch {
+                            lastError = "451 4.4.1 \(endpoint.host): \(error)"
+                            allPermanent = false
+                        }
+                    }
+                }
+                guard let active = connection else {
+                    // Every host failed: retry later (or fail if each one refused us for good).
+                    let reply = lastError
+                    let permanent = allPermanent && !endpoints.isEmpty
+                    await record(claim.recipients.map { r in
+                        (r.id, permanent ? .failed(reply: reply, host: nil)
+                            : .deferred(reply: reply, host: nil, nextAttempt: nextAttempt(for: r, message: claim.message))) })
+                    done = true
+                    break
+                }
+                do {
+                    let results = try await active.send(envelope, message: bytes)
+                    var outcomes: [(Int64, QueueAttemptOutcome)] = []
+                    for (recipient, result) in zip(claim.recipients, results) {
+                        let text = result.reply.description
+                        let host = active.remoteHost
+                        if result.reply.isPositive {
+                            outcomes.append((recipient.id, .delivered(reply: text, host: host)))
+                        } else if result.reply.isPermanent {
+                            outcomes.append((recipient.id, .failed(reply: text, host: host)))
+                        } else {
+                            outcomes.append((recipient.id, .deferred(reply: text, host: host,
+                                                                     nextAttempt: nextAttempt(for: recipient, message: claim.message))))
+                        }
+                    }
+                    await record(outcomes)
+                    done = true
+                } catch {
+                    // The connection died mid-transaction: no final reply was read, so nothing
+                    // counts as delivered; try the next host with this message.
+                    lastError = Self.replyText(error as? SMTPClientError ?? .connectionClosed("\(error)"), host: active.remoteHost)
+                    allPermanent = false
+                    logger.info("\(active.remoteHost): \(error)")
+                    await active.close()
+                    connection = nil
+                }
+            }
+        }
+    }
+
+    static func replyText(_ error: SMTPClientError, host: String) -> String {
+        switch error {
+        case .rejected(_, let reply): return "\(reply.description) (from \(host))"
+        default: return "451 4.4.2 \(host): \(error)"
+        }
+    }
+
+    func nextAttempt(for recipient: QueuedRecipient, message: QueuedMessage) -> Date {
+        let delay = configuration.retry.delay(afterAttempts: recipient.attempts + 1)
+        return min(clock().addingTimeInterval(delay), message.expires)
+    }
+
+    private func record(_ outcomes: [(Int64, QueueAttemptOutcome)]) async {
+        guard !outcomes.isEmpty else { return }
+        do {
+            try await store.recordQueueAttempt(owner: owner, outcomes.map { (recipientID: $0.0, outcome: $0.1) }, now: clock())
+        } catch {
+            logger.error("cannot record delivery outcomes: \(error)")
+        }
+    }
+
+    // MARK: Local delivery
+
+    private func deliverLocally(_ claim: QueueClaim) async -> [(Int64, QueueAttemptOutcome)] {
+        let message = claim.message
+        var outcomes: [(Int64, QueueAttemptOutcome)] = []
+        let bytes: [UInt8]
+        do {
+            bytes = try await store.queuedMessageBytes(blobID: message.blobID)
+        } catch {
+            return claim.recipients.map { ($0.id, .deferred(reply: "451 4.3.0 local error reading the message", host: nil,
+                                                            nextAttempt: nextAttempt(for: $0, message: message))) }
+        }
+        for recipient in claim.recipients {
+            let resolution: RecipientResolution
+            do {
+                resolution = try await store.resolveRecipient(recipient.address)
+            } catch {
+                outcomes.append((recipient.id, .deferred(reply: "451 4.3.0 local lookup failed", host: nil,
+                                                         nextAttempt: nextAttempt(for: recipient, message: message))))
+                continue
+            }
+            guard case .local(let accounts) = resolution, !accounts.isEmpty else {
+                outcomes.append((recipient.id, .failed(reply: "550 5.1.1 <\(recipient.address)>: no such local user", host: configuration.hostname)))
+                continue
+            }
+            // RFC 5321 §4.4: the final delivery adds Return-Path.
+            let prefix = Array("Return-Path: <\(message.sender)>\r\n".utf8)
+            let delivery = Delivery(message: .memory(bytes),
+                                    recipients: accounts.map { DeliveryRecipient(accountID: $0.id, headerPrefix: prefix) },
+                                    internalDate: clock())
+            do {
+                let result = try await store.deliver(delivery)
+                let stored = result.outcomes.contains { if case .stored = $0 { return true } else { return false } }
+                if stored {
+                    outcomes.append((recipient.id, .delivered(reply: "250 2.0.0 delivered locally", host: configuration.hostname)))
+                } else if result.outcomes.contains(.overQuota) {
+                    outcomes.append((recipient.id, .deferred(reply: "452 4.2.2 mailbox full", host: configuration.hostname,
+                                                             nextAttempt: nextAttempt(for: recipient, message: message))))
+                } else {
+                    outcomes.append((recipient.id, .failed(reply: "550 5.2.0 mailbox unavailable", host: configuration.hostname)))
+                }
+            } catch {
+                outcomes.append((recipient.id, .deferred(reply: "451 4.3.0 local delivery failed: \(error)", host: nil,
+                                                         nextAttempt: nextAttempt(for: recipient, message: message))))
+            }
+        }
+        return outcomes
+    }
+
+    // MARK: DSNs
+
+    /// Failure DSNs for recipients that failed and were not reported yet, plus delay warnings
+    /// for messages past their warning time.
+    func sendFailureReports() async throws {
+        let now = clock()
+        let builder = DSNBuilder(reportingMTA: configuration.hostname)
+        for message in try await store.unreportedFailures() {
+            let failed = message.recipients.filter { $0.state == .failed && !$0.reported }
+            // RFC 3461 §4.1: no NOTIFY means FAILURE (our choice within §4.1's latitude: also DELAY).
+            let wanted = failed.filter { ($0.notify ?? [.failure, .delay]).contains(.failure) }
+            if !message.sender.isEmpty, !wanted.isEmpty {
+                await sendDSN(builder: builder, message: message, recipients: wanted.map {
+                    DSNRecipient(finalRecipient: $0.address, originalRecipient: $0.originalRecipient, action: .failed,
+                                 diagnostic: $0.lastReply ?? "550 5.0.0 failed", remoteMTA: $0.remoteHost, lastAttempt: $0.lastAttempt)
+                }, now: now, willRetryUntil: nil)
+            }
+            try await store.markQueueRecipientsReported(failed.map(\.id))
+        }
+        for message in try await store.queuedMessages() {
+            guard let warnAt = message.warnAt, now >= warnAt else { continue }
+            let delayed = message.recipients.filter { $0.state == .deferred }
+            guard !delayed.isEmpty else { continue }
+            let wanted = delayed.filter { ($0.notify ?? [.failure, .delay]).contains(.delay) }
+            if !message.sender.isEmpty, !wanted.isEmpty {
+                await sendDSN(builder: builder, message: message, recipients: wanted.map {
+                    DSNRecipient(finalRecipient: $0.address, originalRecipient: $0.originalRecipient, action: .delayed,
+                                 diagnostic: $0.lastReply ?? "451 4.0.0 not yet delivered", remoteMTA: $0.remoteHost,
+                                 lastAttempt: $0.lastAttempt)
+                }, now: now, willRetryUntil: message.expires)
+            }
+            try await store.clearQueueDelayWarning(messageID: message.id)
+        }
+    }
+
+    private func sendDSN(builder: DSNBuilder, message: QueuedMessage, recipients: [DSNRecipient], now: Date,
+                         willRetryUntil: Date?) async {
+        do {
+            let original = try await store.queuedMessageBytes(blobID: message.blobID)
+            let bytes = builder.build(to: message.sender, envelopeID: message.envelopeID, arrival: message.created,
+                                      recipients: recipients, original: original, ret: message.ret,
+                                      willRetryUntil: willRetryUntil, now: now)
+            // The null reverse-path: a DSN is never answered by another DSN (RFC 3461 §6.2).
+            _ = try await store.enqueue(QueueSubmission(sender: "", recipients: [QueueRecipientInput(address: message.sender)],
+                                                        message: .memory(bytes),
+                                                        requiresSMTPUTF8: message.requiresSMTPUTF8),
+                                        now: now, times: QueueTimes(lifetime: configuration.times.lifetime, delayWarning: nil))
+            logger.info("queued a DSN (\(recipients.first?.action.rawValue ?? "")) to \(message.sender) for message \(message.id)")
+        } catch {
+            logger.error("cannot queue a DSN for message \(message.id): \(error)")
+        }
+    }
+}
+
+/// Lets `run()` sleep until a timeout or a signal, whichever first.
+final class Wakeup: Sendable {
+    private struct State {
+        var pending = false
+        var waiter: (id: UInt64, continuation: CheckedContinuation<Void, Never>)?
+        var nextID: UInt64 = 0
+    }
+    private let state = NIOLockedValueBox(State())
+
+    func signal() {
+        let waiter: CheckedContinuation<Void, Never>? = state.withLockedValue { s in
+            if let w = s.waiter { s.waiter = nil; return w.continuation }
+            s.pending = true
+            return nil
+        }
+        waiter?.resume()
+    }
+
+    private func fire(_ id: UInt64?) {
+        let waiter: CheckedContinuation<Void, Never>? = state.withLockedValue { s in
+            guard let w = s.waiter, id == nil || w.id == id else { return nil }
+            s.waiter = nil
+            return w.continuation
+        }
+        waiter?.resume()
+    }
+
+    func wait(timeout: Duration) async {
+        let id: UInt64 = state.withLockedValue { s in s.nextID += 1; return s.nextID }
+        let sleeper = Task { [self] in
+            try? await Task.sleep(for: timeout)
+            fire(id)
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now: Bool = state.withLockedValue { s in
+                    if s.pending { s.pending = false; return true }
+                    s.waiter = (id, continuation)
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            fire(nil)
+        }
+        sleeper.cancel()
+    }
+}

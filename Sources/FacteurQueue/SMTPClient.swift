@@ -1,0 +1,569 @@
+// The SMTP client used for outbound delivery, on SwiftNIO: RFC 5321 client side (greeting,
+// EHLO with HELO fallback, MAIL/RCPT/DATA, dot-stuffing §4.5.2, timeouts §4.5.3.2), RFC 3207
+// STARTTLS (opportunistic: the certificate is not verified here; MTA-STS/DANE come later),
+// RFC 2920 PIPELINING, RFC 3030 CHUNKING (BDAT), RFC 1870 SIZE, RFC 6152 8BITMIME,
+// RFC 6531 SMTPUTF8, RFC 3461 DSN parameters, RFC 4954 AUTH PLAIN (smarthosts, over TLS only).
+
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import NIOSSL
+import NIOTLS
+
+/// RFC 5321 §4.5.3.2 timeouts, per stage. Tests shorten them.
+public struct SMTPClientTimeouts: Sendable, Equatable {
+    public var connect: TimeAmount = .seconds(30)
+    /// §4.5.3.2.1 initial 220: 5 minutes.
+    public var greeting: TimeAmount = .minutes(5)
+    /// §4.5.3.2.2 MAIL, §4.5.3.2.3 RCPT: 5 minutes (EHLO, STARTTLS, RSET alike).
+    public var command: TimeAmount = .minutes(5)
+    /// §4.5.3.2.4 DATA initiation: 2 minutes.
+    public var dataInitiation: TimeAmount = .minutes(2)
+    /// §4.5.3.2.6 DATA termination: 10 minutes (also a BDAT LAST reply).
+    public var dataTermination: TimeAmount = .minutes(10)
+    public init() {}
+
+    public static func uniform(_ amount: TimeAmount) -> SMTPClientTimeouts {
+        var t = SMTPClientTimeouts()
+        t.connect = amount; t.greeting = amount; t.command = amount; t.dataInitiation = amount; t.dataTermination = amount
+        return t
+    }
+}
+
+public enum SMTPClientError: Error, Sendable, Equatable, CustomStringConvertible {
+    case connectFailed(String)
+    case timeout(String)
+    case connectionClosed(String)
+    case protocolViolation(String)
+    /// The server answered a session-level command (greeting, EHLO, STARTTLS, AUTH) with a failure.
+    case rejected(stage: String, SMTPClientReply)
+
+    public var description: String {
+        switch self {
+        case .connectFailed(let why): return "connection failed: \(why)"
+        case .timeout(let stage): return "timeout waiting for the reply to \(stage)"
+        case .connectionClosed(let stage): return "connection closed during \(stage)"
+        case .protocolViolation(let why): return "protocol error: \(why)"
+        case .rejected(let stage, let reply): return "\(stage) rejected: \(reply)"
+        }
+    }
+
+    /// Whether a later attempt may succeed. A 5xx greeting or EHLO is permanent for this host
+    /// only; the router still tries other hosts.
+    public var isPermanent: Bool {
+        if case .rejected(_, let reply) = self { return reply.isPermanent }
+        return false
+    }
+}
+
+/// One recipient as the client sends it.
+public struct SMTPClientRecipient: Sendable, Equatable {
+    public var address: String
+    public var notify: String?
+    public var originalRecipient: String?
+    public init(address: String, notify: String? = nil, originalRecipient: String? = nil) {
+        self.address = address; self.notify = notify; self.originalRecipient = originalRecipient
+    }
+}
+
+public struct SMTPClientEnvelope: Sendable, Equatable {
+    /// "" for the null reverse-path.
+    public var sender: String
+    public var recipients: [SMTPClientRecipient]
+    public var requiresSMTPUTF8: Bool
+    public var has8BitData: Bool
+    public var envelopeID: String?
+    /// `FULL` or `HDRS`.
+    public var ret: String?
+    public init(sender: String, recipients: [SMTPClientRecipient], requiresSMTPUTF8: Bool = false, has8BitData: Bool = false,
+                envelopeID: String? = nil, ret: String? = nil) {
+        self.sender = sender; self.recipients = recipients; self.requiresSMTPUTF8 = requiresSMTPUTF8
+        self.has8BitData = has8BitData; self.envelopeID = envelopeID; self.ret = ret
+    }
+}
+
+/// The fate of one recipient in one transaction: the server's reply (RCPT's, or the final
+/// reply to the message data), or a reply we made up when we could not send at all (`local`).
+public struct SMTPRecipientResult: Sendable, Equatable {
+    public var reply: SMTPClientReply
+    public var local: Bool
+    public init(reply: SMTPClientReply, local: Bool = false) { self.reply = reply; self.local = local }
+}
+
+/// Where and how to connect.
+public struct SMTPClientConfiguration: Sendable {
+    /// The EHLO name: our hostname (RFC 5321 §4.1.1.1).
+    public var heloName: String
+    public var timeouts: SMTPClientTimeouts
+    /// Local address to connect from (nil: the system's choice).
+    public var sourceIPv4: String?
+    public var sourceIPv6: String?
+    /// Try STARTTLS when offered.
+    public var useStartTLS: Bool
+    /// Refuse to continue without TLS (a smarthost with credentials).
+    public var requireTLS: Bool
+    /// AUTH PLAIN credentials (RFC 4954, RFC 4616), sent only over TLS.
+    public var authentication: (username: String, password: String)?
+
+    public init(heloName: String, timeouts: SMTPClientTimeouts = .init(), sourceIPv4: String? = nil, sourceIPv6: String? = nil,
+                useStartTLS: Bool = true, requireTLS: Bool = false, authentication: (username: String, password: String)? = nil) {
+        self.heloName = heloName; self.timeouts = timeouts; self.sourceIPv4 = sourceIPv4; self.sourceIPv6 = sourceIPv6
+        self.useStartTLS = useStartTLS; self.requireTLS = requireTLS; self.authentication = authentication
+    }
+}
+
+/// One SMTP connection to one server. Used by one task at a time; several transactions may run
+/// one after the other on it (connection reuse).
+public actor SMTPClientConnection {
+    public nonisolated let remoteHost: String
+    public nonisolated let remoteAddress: String
+    let channel: any Channel
+    let replies: ReplyQueue
+    let configuration: SMTPClientConfiguration
+    public private(set) var extensions = SMTPServerExtensions()
+    public private(set) var tlsActive = false
+    public private(set) var greeting: SMTPClientReply?
+    /// A transaction was left half-way: RSET before the next one.
+    private var needsReset = false
+    private var broken = false
+
+    init(channel: any Channel, replies: ReplyQueue, remoteHost: String, remoteAddress: String, configuration: SMTPClientConfiguration) {
+        self.channel = channel
+        self.replies = replies
+        self.remoteHost = remoteHost
+        self.remoteAddress = remoteAddress
+        self.configuration = configuration
+    }
+
+    /// Connects to `address:port`, reads the greeting, says EHLO (HELO if EHLO is refused),
+    /// upgrades with STARTTLS when offered, authenticates when configured.
+    /// `hostname` is the server's name (for SNI and logs).
+    public static func open(hostname: String, address: String, port: Int, configuration: SMTPClientConfiguration,
+                            group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> SMTPClientConnection {
+        let target: SocketAddress
+        do {
+            target = try SocketAddress(ipAddress: address, port: port)
+        } catch {
+            throw SMTPClientError.connectFailed("bad address \(address): \(error)")
+        }
+        let replies = ReplyQueue()
+        var bootstrap = ClientBootstrap(group: group)
+            .connectTimeout(configuration.timeouts.connect)
+            .channelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(SMTPReplyLineDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(SMTPClientReplyHandler(queue: replies))
+                }
+            }
+        let source = target.protocol == .inet6 ? configuration.sourceIPv6 : configuration.sourceIPv4
+        if let source {
+            do {
+                bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0))
+            } catch {
+                throw SMTPClientError.connectFailed("bad source address \(source): \(error)")
+            }
+        }
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.connect(to: target).get()
+        } catch {
+            throw SMTPClientError.connectFailed("\(address) port \(port): \(error)")
+        }
+        let connection = SMTPClientConnection(channel: channel, replies: replies, remoteHost: hostname,
+                                              remoteAddress: address, configuration: configuration)
+        do {
+            try await connection.handshake()
+        } catch {
+            await connection.close()
+            throw error
+        }
+        return connection
+    }
+
+    private func handshake() async throws {
+        let greeting = try await reply(stage: "greeting", timeout: configuration.timeouts.greeting)
+        self.greeting = greeting
+        guard greeting.code == 220 else { throw SMTPClientError.rejected(stage: "greeting", greeting) }
+        try await hello()
+        if configuration.useStartTLS || configuration.requireTLS, extensions.has("STARTTLS") {
+            let ready = try await command("STARTTLS", stage: "STARTTLS", timeout: configuration.timeouts.command)
+            if ready.code == 220 {
+                try await startTLS()
+                // RFC 3207 §4.2: forget everything learnt before TLS and greet again.
+                extensions = SMTPServerExtensions()
+                try await hello()
+            } else if configuration.requireTLS {
+                throw SMTPClientError.rejected(stage: "STARTTLS", ready)
+            }
+        }
+        if configuration.requireTLS, !tlsActive {
+            throw SMTPClientError.protocolViolation("\(remoteHost) does not offer STARTTLS, which this route requires")
+        }
+        if let credentials = configuration.authentication {
+            guard tlsActive else {
+                throw SMTPClientError.protocolViolation("refusing to send credentials to \(remoteHost) without TLS")
+            }
+            // RFC 4616: authzid NUL authcid NUL passwd.
+            let token = Data(([0] + Array(credentials.username.utf8) + [0] + Array(credentials.password.utf8))).base64EncodedString()
+            let answer = try await command("AUTH PLAIN \(token)", stage: "AUTH", timeout: configuration.timeouts.command)
+            guard answer.code == 235 else { throw SMTPClientError.rejected(stage: "AUTH", answer) }
+        }
+    }
+
+    private func hello() async throws {
+        let ehlo = try await command("EHLO \(configuration.heloName)", stage: "EHLO", timeout: configuration.timeouts.command)
+        if ehlo.isPositive {
+            extensions = SMTPServerExtensions(ehloReply: ehlo)
+            return
+        }
+        // RFC 5321 §3.2: a server that does not know EHLO answers 500/502; fall back to HELO.
+        guard ehlo.code == 500 || ehlo.code == 502 || ehlo.code == 504 || ehlo.code == 550 else {
+            throw SMTPClientError.rejected(stage: "EHLO", ehlo)
+        }
+        let helo = try await command("HELO \(configuration.heloName)", stage: "HELO", timeout: configuration.timeouts.command)
+        guard helo.isPositive else { throw SMTPClientError.rejected(stage: "HELO", helo) }
+        extensions = SMTPServerExtensions()
+    }
+
+    private func startTLS() async throws {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        // Opportunistic TLS (RFC 3207 as practised between MTAs): encrypt, do not authenticate.
+        // MTA-STS (RFC 8461) and DANE (RFC 7672) will decide when verification is required.
+        tls.certificateVerification = .none
+        let handshake: EventLoopFuture<Void>
+        do {
+            let context = try NIOSSLContext(configuration: tls)
+            let sni = Self.isIPLiteral(remoteHost) ? nil : remoteHost
+            let handler = try NIOSSLClientHandler(context: context, serverHostname: sni)
+            let promise = channel.eventLoop.makePromise(of: Void.self)
+            let watcher = TLSHandshakeWatcher(promise: promise)
+            handshake = channel.pipeline.addHandlers([handler, watcher], position: .first).flatMap { promise.futureResult }
+        } catch {
+            throw SMTPClientError.protocolViolation("TLS setup: \(error)")
+        }
+        let timeout = channel.eventLoop.scheduleTask(in: configuration.timeouts.command) { [channel] in
+            channel.close(promise: nil)
+        }
+        defer { timeout.cancel() }
+        do {
+            try await handshake.get()
+        } catch {
+            broken = true
+            throw SMTPClientError.connectionClosed("TLS handshake with \(remoteHost): \(error)")
+        }
+        tlsActive = true
+    }
+
+    static func isIPLiteral(_ host: String) -> Bool {
+        (try? SocketAddress(ipAddress: host, port: 0)) != nil
+    }
+
+    // MARK: Transactions
+
+    /// Sends one message to the envelope's recipients. Returns one result per recipient, in order.
+    /// Throws only when the connection failed (then no recipient may count as delivered unless
+    /// its final reply had arrived — which cannot be, since that is the last thing read).
+    public func send(_ envelope: SMTPClientEnvelope, message: [UInt8]) async throws -> [SMTPRecipientResult] {
+        guard !broken else { throw SMTPClientError.connectionClosed("reuse of a broken connection") }
+        guard !envelope.recipients.isEmpty else { return [] }
+        if needsReset {
+            let reset = try await command("RSET", stage: "RSET", timeout: configuration.timeouts.command)
+            guard reset.isPositive else { throw SMTPClientError.rejected(stage: "RSET", reset) }
+            needsReset = false
+        }
+        // RFC 6531 §3.4: a message that needs SMTPUTF8 must not go to a server without it.
+        if envelope.requiresSMTPUTF8, !extensions.has("SMTPUTF8") {
+            let reply = SMTPClientReply(code: 553, lines: [
+                "5.6.7 the message needs SMTPUTF8 (RFC 6531) but \(remoteHost) does not support it"])
+            return envelope.recipients.map { _ in SMTPRecipientResult(reply: reply, local: true) }
+        }
+        // RFC 1870 §6: do not send what the server said it will refuse.
+        if let limit = extensions.maximumSize, message.count > limit {
+            let reply = SMTPClientReply(code: 552, lines: ["5.3.4 message of \(message.count) octets exceeds \(remoteHost)'s fixed limit of \(limit)"])
+            return envelope.recipients.map { _ in SMTPRecipientResult(reply: reply, local: true) }
+        }
+        let dsn = extensions.has("DSN")
+        var mail = "MAIL FROM:<\(envelope.sender)>"
+        if extensions.has("SIZE") { mail += " SIZE=\(message.count)" }
+        if envelope.has8BitData, extensions.has("8BITMIME") { mail += " BODY=8BITMIME" }
+        if envelope.requiresSMTPUTF8 { mail += " SMTPUTF8" }
+        if dsn, let ret = envelope.ret { mail += " RET=\(ret)" }
+        if dsn, let envid = envelope.envelopeID { mail += " ENVID=\(envid)" }
+        let rcpts = envelope.recipients.map { r -> String in
+            var line = "RCPT TO:<\(r.address)>"
+            if dsn, let notify = r.notify { line += " NOTIFY=\(notify)" }
+            if dsn, let orcpt = r.originalRecipient { line += " ORCPT=\(orcpt)" }
+            return line
+        }
+        let chunking = extensions.has("CHUNKING")
+        let pipelining = extensions.has("PIPELINING")
+        needsReset = true
+
+        var mailReply: SMTPClientReply
+        var rcptReplies: [SMTPClientReply] = []
+        var dataReply: SMTPClientReply?
+        if pipelining {
+            // RFC 2920 §3.1: MAIL, RCPTs and DATA may go in one group; DATA last.
+            var group = [mail] + rcpts
+            if !chunking { group.append("DATA") }
+            try await write(group.map { $0 + "\r\n" }.joined())
+            mailReply = try await reply(stage: "MAIL", timeout: configuration.timeouts.command)
+            for _ in rcpts { rcptReplies.append(try await reply(stage: "RCPT", timeout: configuration.timeouts.command)) }
+            if !chunking { dataReply = try await reply(stage: "DATA", timeout: configuration.timeouts.dataInitiation) }
+        } else {
+            mailReply = try await command(mail, stage: "MAIL", timeout: configuration.timeouts.command)
+            if mailReply.isPositive {
+                for rcpt in rcpts {
+                    rcptReplies.append(try await command(rcpt, stage: "RCPT", timeout: configuration.timeouts.command))
+                }
+            }
+        }
+        guard mailReply.isPositive else {
+            if dataReply?.code == 354 { _ = try await finishEmptyData() }
+            return envelope.recipients.map { _ in SMTPRecipientResult(reply: mailReply) }
+        }
+        let accepted = rcptReplies.contains(where: \.isPositive)
+        guard accepted else {
+            if dataReply?.code == 354 { _ = try await finishEmptyData() }
+            return rcptReplies.map { SMTPRecipientResult(reply: $0) }
+        }
+
+        let final: SMTPClientReply
+        if chunking {
+            // RFC 3030 §2: one BDAT LAST chunk carries the message as is, no dot-stuffing.
+            var buffer = channel.allocator.buffer(capacity: message.count + 32)
+            buffer.writeString("BDAT \(message.count) LAST\r\n")
+            buffer.writeBytes(message)
+            try await write(buffer)
+            final = try await reply(stage: "BDAT", timeout: configuration.timeouts.dataTermination)
+        } else {
+            if !pipelining {
+                dataReply = try await command("DATA", stage: "DATA", timeout: configuration.timeouts.dataInitiation)
+            }
+            guard let started = dataReply, started.code == 354 else {
+                let refusal = dataReply ?? SMTPClientReply(code: 451, lines: ["4.0.0 no reply to DATA"])
+                return rcptReplies.map { SMTPRecipientResult(reply: $0.isPositive ? refusal : $0) }
+            }
+            let stuffed = Self.dotStuffed(message)
+            var buffer = channel.allocator.buffer(capacity: stuffed.count + 8)
+            buffer.writeBytes(stuffed)
+            buffer.writeString(".\r\n")
+            try await write(buffer)
+            final = try await reply(stage: "end of data", timeout: configuration.timeouts.dataTermination)
+        }
+        needsReset = false
+        return rcptReplies.map { SMTPRecipientResult(reply: $0.isPositive ? final : $0) }
+    }
+
+    /// RFC 2920 §3.1: DATA got 354 although every RCPT failed: send an empty message to close it.
+    private func finishEmptyData() async throws -> SMTPClientReply {
+        try await command(".", stage: "end of empty data", timeout: configuration.timeouts.dataTermination)
+    }
+
+    /// Says QUIT (best effort) and closes.
+    public func quit() async {
+        if !broken {
+            _ = try? await command("QUIT", stage: "QUIT", timeout: .seconds(10))
+        }
+        await close()
+    }
+
+    public func close() async {
+        broken = true
+        try? await channel.close()
+    }
+
+    public var isUsable: Bool { !broken && channel.isActive }
+
+    // MARK: Wire
+
+    /// RFC 5321 §4.5.2: a line that starts with "." gets one more; the message ends in CRLF.
+    static func dotStuffed(_ message: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(message.count + message.count / 64 + 4)
+        var atLineStart = true
+        for byte in message {
+            if atLineStart, byte == UInt8(ascii: ".") { out.append(UInt8(ascii: ".")) }
+            out.append(byte)
+            atLineStart = byte == 0x0A
+        }
+        if !(out.count >= 2 && out[out.count - 2] == 0x0D && out[out.count - 1] == 0x0A) {
+            out.append(contentsOf: [0x0D, 0x0A])
+        }
+        return out
+    }
+
+    func command(_ line: String, stage: String, timeout: TimeAmount) async throws -> SMTPClientReply {
+        try await write(line + "\r\n")
+        return try await reply(stage: stage, timeout: timeout)
+    }
+
+    private func write(_ text: String) async throws {
+        var buffer = channel.allocator.buffer(capacity: text.utf8.count)
+        buffer.writeString(text)
+        try await write(buffer)
+    }
+
+    private func write(_ buffer: ByteBuffer) async throws {
+        do {
+            try await channel.writeAndFlush(buffer)
+        } catch {
+            broken = true
+            throw SMTPClientError.connectionClosed("write: \(error)")
+        }
+    }
+
+    private func reply(stage: String, timeout: TimeAmount) async throws -> SMTPClientReply {
+        do {
+            return try await replies.next(stage: stage, timeout: timeout, channel: channel)
+        } catch {
+            broken = true
+            channel.close(promise: nil)
+            throw error
+        }
+    }
+}
+
+// MARK: - Channel plumbing
+
+/// Frames the server's bytes into lines (CRLF, or a bare LF from sloppy servers), bounded.
+struct SMTPReplyLineDecoder: ByteToMessageDecoder {
+    typealias InboundOut = [UInt8]
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let newline = buffer.readableBytesView.firstIndex(of: 0x0A) else {
+            if buffer.readableBytes > SMTPReplyParser.maxLineLength { throw SMTPReplyParser.ParseError.tooLong }
+            return .needMoreData
+        }
+        let length = newline - buffer.readerIndex
+        var line = buffer.readBytes(length: length) ?? []
+        buffer.moveReaderIndex(forwardBy: 1)
+        if line.last == 0x0D { line.removeLast() }
+        context.fireChannelRead(wrapOutboundOut(line))
+        return .continue
+    }
+
+    func wrapOutboundOut(_ value: [UInt8]) -> NIOAny { NIOAny(value) }
+}
+
+final class SMTPClientReplyHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = [UInt8]
+    private var parser = SMTPReplyParser()
+    private let queue: ReplyQueue
+
+    init(queue: ReplyQueue) { self.queue = queue }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let line = unwrapInboundIn(data)
+        do {
+            if let reply = try parser.feed(line) { queue.push(.success(reply)) }
+        } catch {
+            queue.push(.failure(SMTPClientError.protocolViolation("\(error)")))
+            context.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        queue.finish()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        queue.push(.failure(SMTPClientError.connectionClosed("\(error)")))
+        context.close(promise: nil)
+    }
+}
+
+/// Completes the STARTTLS handshake promise.
+final class TLSHandshakeWatcher: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = NIOAny
+    private let promise: EventLoopPromise<Void>
+    private var done = false
+    init(promise: EventLoopPromise<Void>) { self.promise = promise }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? TLSUserEvent, case .handshakeCompleted = event, !done {
+            done = true
+            promise.succeed(())
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if !done { done = true; promise.fail(error) }
+        context.fireErrorCaught(error)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if !done { done = true; promise.fail(SMTPClientError.connectionClosed("TLS handshake")) }
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        if !done { done = true; promise.fail(SMTPClientError.connectionClosed("TLS handshake")) }
+    }
+}
+
+/// Replies in arrival order, handed to one waiting reader with a timeout.
+final class ReplyQueue: Sendable {
+    private struct State {
+        var buffered: [Result<SMTPClientReply, any Error>] = []
+        var finished = false
+        var waiter: (id: UInt64, continuation: CheckedContinuation<SMTPClientReply, any Error>, stage: String)?
+        var nextID: UInt64 = 0
+    }
+    private let state = NIOLockedValueBox(State())
+
+    func push(_ result: Result<SMTPClientReply, any Error>) {
+        let waiter: CheckedContinuation<SMTPClientReply, any Error>? = state.withLockedValue { s in
+            if let w = s.waiter {
+                s.waiter = nil
+                return w.continuation
+            }
+            // Bounded: a server flooding replies we did not ask for is broken.
+            if s.buffered.count < 1000 { s.buffered.append(result) }
+            return nil
+        }
+        waiter?.resume(with: result)
+    }
+
+    func finish() {
+        let waiter: (CheckedContinuation<SMTPClientReply, any Error>, String)? = state.withLockedValue { s in
+            s.finished = true
+            if let w = s.waiter {
+                s.waiter = nil
+                return (w.continuation, w.stage)
+            }
+            return nil
+        }
+        if let (continuation, stage) = waiter { continuation.resume(throwing: SMTPClientError.connectionClosed(stage)) }
+    }
+
+    func next(stage: String, timeout: TimeAmount, channel: any Channel) async throws -> SMTPClientReply {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<SMTPClientReply, any Error>) in
+            enum Now { case value(Result<SMTPClientReply, any Error>), wait(UInt64) }
+            let now: Now = state.withLockedValue { s in
+                if !s.buffered.isEmpty { return .value(s.buffered.removeFirst()) }
+                if s.finished { return .value(.failure(SMTPClientError.connectionClosed(stage))) }
+                s.nextID += 1
+                s.waiter = (s.nextID, continuation, stage)
+                return .wait(s.nextID)
+            }
+            switch now {
+            case .value(let result):
+                continuation.resume(with: result)
+            case .wait(let id):
+                channel.eventLoop.scheduleTask(in: timeout) { [self] in
+                    let expired: CheckedContinuation<SMTPClientReply, any Error>? = state.withLockedValue { s in
+                        guard let w = s.waiter, w.id == id else { return nil }
+                        s.waiter = nil
+                        return w.continuation
+                    }
+                    expired?.resume(throwing: SMTPClientError.timeout(stage))
+                }
+            }
+        }
+    }
+}
