@@ -35,7 +35,7 @@ final class PostfixPeerTests: XCTestCase {
                 close(fd)
                 if ok { return (process, port) }
             }
-            process.terminate()
+            kill(process.processIdentifier, SIGKILL)
         }
         throw XCTSkip("smtp-sink did not start")
     }
@@ -52,7 +52,7 @@ final class PostfixPeerTests: XCTestCase {
         let dump = directory + "/dump"
         try FileManager.default.createDirectory(atPath: dump, withIntermediateDirectories: true)
         let (sink, port) = try startSink(dump: dump)
-        defer { sink.terminate(); sink.waitUntilExit() }
+        defer { kill(sink.processIdentifier, SIGKILL); sink.waitUntilExit() }
 
         let store = try SQLiteMailStore(directory: directory + "/store")
         defer { try? store.close() }
@@ -92,9 +92,9 @@ final class PostfixPeerTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let dump = directory + "/dump"
         try FileManager.default.createDirectory(atPath: dump, withIntermediateDirectories: true)
-        // -Q rcpt: hard-reject RCPT; smtp-sink answers with its -B reply.
-        let (sink, port) = try startSink(dump: dump, extraArguments: ["-Q", "rcpt", "-B", "550 5.1.1 no such user here"])
-        defer { sink.terminate(); sink.waitUntilExit() }
+        // -f rcpt: hard-reject RCPT with the -B reply (and no PIPELINING: the one-command-at-a-time path).
+        let (sink, port) = try startSink(dump: dump, extraArguments: ["-f", "rcpt", "-B", "550 5.1.1 no such user here"])
+        defer { kill(sink.processIdentifier, SIGKILL); sink.waitUntilExit() }
         let client = SMTPClientConfiguration(heloName: "out.example.net", timeouts: .uniform(.seconds(10)))
         let connection = try await SMTPClientConnection.open(hostname: "sink", address: "127.0.0.1", port: port, configuration: client)
         let results = try await connection.send(SMTPClientEnvelope(sender: "a@example.net", recipients: [.init(address: "b@example.org")]),

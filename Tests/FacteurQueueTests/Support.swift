@@ -150,7 +150,8 @@ final class ScriptHandler: ChannelInboundHandler, @unchecked Sendable {
                 events.withLockedValue { $0.append(.message(message)) }
                 perform(script(.message(message)), context: context)
             } else {
-                self.data += line + [0x0D, 0x0A]
+                // RFC 5321 §4.5.2: remove the stuffed dot.
+                self.data += (line.first == UInt8(ascii: ".") ? Array(line.dropFirst()) : line) + [0x0D, 0x0A]
             }
             return
         }
