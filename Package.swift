@@ -56,9 +56,18 @@ let package = Package(
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // POP3: parser, session state machine, NIO adapter.
+        .target(name: "FacteurPOP3", dependencies: [
+            "FacteurNet", "FacteurStore", "FacteurIdentity",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOTLS", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Composition root: config, store, listeners, lifecycle.
         .target(name: "FacteurServer", dependencies: [
-            "FacteurNet", "FacteurStore", "FacteurIdentity", "FacteurSMTP", "FacteurMIME",
+            "FacteurNet", "FacteurStore", "FacteurIdentity", "FacteurSMTP", "FacteurPOP3", "FacteurMIME",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -81,6 +90,13 @@ let package = Package(
             "FacteurSMTP", "FacteurStore", "FacteurNet",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
+        .testTarget(name: "FacteurPOP3Tests", dependencies: [
+            "FacteurPOP3", "FacteurStore", "FacteurNet", "FacteurIdentity",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]),
         .testTarget(name: "FacteurEndToEndTests", dependencies: ["FacteurStore"]),
     ],

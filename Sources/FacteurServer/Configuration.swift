@@ -12,7 +12,7 @@ public enum ListenerProtocol: String, CaseIterable, Sendable {
     case smtp, submission, submissions, imap, imaps, pop3, pop3s, http
 
     /// Protocols whose servers exist today; the others are refused with a clear message.
-    public static let implemented: Set<ListenerProtocol> = [.smtp]
+    public static let implemented: Set<ListenerProtocol> = [.smtp, .pop3, .pop3s]
 
     public var defaultTLS: TLSMode {
         switch self {
@@ -61,6 +61,9 @@ public struct ServerConfiguration: Sendable {
     public var maxConnectionsPerAddress = 50
     public var idleTimeoutSeconds = 300
     public var shutdownGraceSeconds = 30
+    /// POP3 USER/PASS, PLAIN and LOGIN without TLS for loopback clients only (development);
+    /// `[pop3] allow_plaintext_on_loopback = false` requires TLS from everyone.
+    public var pop3AllowPlaintextOnLoopback = true
     public var listeners: [ListenerConfiguration] = [ListenerConfiguration(proto: .smtp, address: "127.0.0.1", port: 2525)]
 
     public init() {}
@@ -141,6 +144,10 @@ extension ServerConfiguration {
             if let value = try limits.int("idle_timeout", min: 1) { config.idleTimeoutSeconds = value }
             if let value = try limits.int("shutdown_grace", min: 0) { config.shutdownGraceSeconds = value }
             try limits.finish()
+        }
+        if var pop3 = try reader.table("pop3") {
+            if let value = try pop3.bool("allow_plaintext_on_loopback") { config.pop3AllowPlaintextOnLoopback = value }
+            try pop3.finish()
         }
         if let listeners = try reader.tableArray("listener") {
             config.listeners = []

@@ -2,6 +2,7 @@
 
 import FacteurIdentity
 import FacteurNet
+import FacteurPOP3
 import FacteurSMTP
 import FacteurStore
 import Foundation
@@ -72,6 +73,22 @@ public enum FacteurServer {
                                      spoolDirectory: context.spoolDirectory, maxConnections: configuration.maxConnections,
                                      maxConnectionsPerAddress: configuration.maxConnectionsPerAddress),
                 backend: backend, sslContext: tls, group: context.group, logger: context.logger)
+            return RunningListener(address: bound.localAddress) { await bound.shutdown(grace: $0) }
+        case .pop3, .pop3s:
+            let backend = StorePOP3Backend(store: context.store, logger: context.logger)
+            var limits = POP3ServerLimits()
+            limits.allowPlaintextOnLoopback = configuration.pop3AllowPlaintextOnLoopback
+            let authenticator = context.authenticator
+            let session = POP3SessionConfiguration(
+                hostname: configuration.hostname, tlsAvailable: tls != nil, implicitTLS: listener.tls == .implicit,
+                mechanismsWithoutTLS: authenticator.advertisedMechanisms(connectionIsSecure: false),
+                mechanismsWithTLS: authenticator.advertisedMechanisms(connectionIsSecure: true),
+                maxErrors: configuration.maxErrors)
+            let bound = try await POP3Listener.bind(
+                configuration: .init(host: listener.address, port: listener.port, session: session, limits: limits,
+                                     maxConnections: configuration.maxConnections,
+                                     maxConnectionsPerAddress: configuration.maxConnectionsPerAddress),
+                backend: backend, authenticator: authenticator, sslContext: tls, group: context.group, logger: context.logger)
             return RunningListener(address: bound.localAddress) { await bound.shutdown(grace: $0) }
         default:
             throw ConfigurationError(file: "listeners", location: listener.proto.rawValue, message: "not available yet")
