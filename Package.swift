@@ -98,6 +98,7 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]),
+        .testTarget(name: "FacteurServerTests", dependencies: ["FacteurServer"]),
         .testTarget(name: "FacteurEndToEndTests", dependencies: ["FacteurStore"]),
     ],
     swiftLanguageModes: [.v6]
