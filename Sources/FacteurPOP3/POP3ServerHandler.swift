@@ -364,7 +364,6 @@ public final class POP3ServerHandler: ChannelDuplexHandler, DrainableSession, @u
                             self.encoder = nil
                             context.write(self.wrapOutboundOut(out), promise: nil)
                             self.finishRetrieval(context: context)
-                            context.flush()
                             return
                         }
                         encoder.encode(bytes, into: &out)
@@ -379,6 +378,7 @@ public final class POP3ServerHandler: ChannelDuplexHandler, DrainableSession, @u
         waitingForEffect = false
         apply { $0.retrieved() }
         processInput(context: context)
+        context.flush()
     }
 
     // MARK: Plumbing

@@ -1,7 +1,7 @@
 // The POP3 session state machine, as transcripts: RFC 1939 §4–§7 states and commands, RFC 2449
 // CAPA and response codes, RFC 2595 STLS, RFC 5034 AUTH.
 
-import FacteurIdentity
+@testable import FacteurIdentity
 import XCTest
 @testable import FacteurPOP3
 
