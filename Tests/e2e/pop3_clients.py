@@ -185,6 +185,8 @@ def case_poplib(args):
     check(client.noop().startswith(b"+OK"), "NOOP after errors")
     # A dropped connection deletes nothing.
     client.dele(1)
+    # poplib's file object keeps the descriptor open after sock.close(): shut the TCP connection down.
+    client.sock.shutdown(2)
     client.sock.close()
     time.sleep(0.3)
     check(maildrop_count(args) == 2, "dropped connection deleted a message")
@@ -284,6 +286,13 @@ def case_getmail(args):
                 maildir = os.path.join(work, "Maildir")
                 for sub in ("cur", "new", "tmp"):
                     os.makedirs(os.path.join(maildir, sub))
+                # getmail refuses to deliver as root: deliver as nobody into a folder nobody can write.
+                user = ""
+                if os.geteuid() == 0:
+                    user = "user = nobody\n"
+                    os.chmod(work, 0o755)
+                    for root, dirs, _ in os.walk(maildir):
+                        os.chmod(root, 0o777)
                 retriever = "SimplePOP3SSLRetriever" if mode == "pop3s" else "SimplePOP3Retriever"
                 extra = "use_starttls = true\n" if mode == "stls" else ""
                 port = args.pop3s if mode == "pop3s" else args.pop3
@@ -292,7 +301,7 @@ def case_getmail(args):
                     handle.write(
                         f"[retriever]\ntype = {retriever}\nserver = localhost\nport = {port}\n"
                         f"username = {args.user}\npassword = {args.password}\nca_certs = {args.cafile}\n{extra}"
-                        f"[destination]\ntype = Maildir\npath = {maildir}/\n"
+                        f"[destination]\ntype = Maildir\npath = {maildir}/\n{user}"
                         f"[options]\nread_all = false\ndelete = {'true' if delete else 'false'}\nverbose = 1\n")
                 command = [getmail, "--getmaildir", work, "--rcfile", rc]
                 run = subprocess.run(command, capture_output=True, timeout=120)
