@@ -219,9 +219,13 @@ def main():
     parser.add_argument("--facteur", default=".build/release/facteur")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--skip-dovecot", action="store_true")
+    parser.add_argument("--skip-facteur", action="store_true", help="Dovecot's figures only")
     args = parser.parse_args()
     print(f"POP3 benchmark: {ACCOUNTS} accounts x {MESSAGES} messages of {SIZE} bytes, {args.clients} clients, "
           f"{os.cpu_count()} CPUs")
+    if args.skip_facteur:
+        report("dovecot", *dovecot(args.clients))
+        return
     ours = report("facteur", *facteur(args.facteur, args.clients))
     if args.skip_dovecot:
         return
