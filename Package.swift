@@ -56,6 +56,15 @@ let package = Package(
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // IMAP4rev2/IMAP4rev1: grammar, session state machine, NIO adapter.
+        .target(name: "FacteurIMAP", dependencies: [
+            "FacteurNet", "FacteurStore", "FacteurIdentity", "FacteurMIME",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOTLS", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Composition root: config, store, listeners, lifecycle.
         .target(name: "FacteurServer", dependencies: [
             "FacteurNet", "FacteurStore", "FacteurIdentity", "FacteurSMTP", "FacteurMIME",
@@ -81,6 +90,11 @@ let package = Package(
             "FacteurSMTP", "FacteurStore", "FacteurNet",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
+        .testTarget(name: "FacteurIMAPTests", dependencies: [
+            "FacteurIMAP", "FacteurStore", "FacteurIdentity", "FacteurMIME", "FacteurNet",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "FacteurEndToEndTests", dependencies: ["FacteurStore"]),
     ],
