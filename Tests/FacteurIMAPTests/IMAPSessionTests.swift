@@ -65,10 +65,10 @@ final class IMAPSessionTests: IMAPStoreTestCase {
 
         // Sections: the header includes the per-recipient prefix; parts index the multipart.
         let header = await c.send("f2 FETCH 1 BODY.PEEK[HEADER.FIELDS (subject delivered-to)]\r\n")
-        XCTAssertEqual(header, "* 1 FETCH (BODY[HEADER.FIELDS (SUBJECT DELIVERED-TO)] {52}\r\nDelivered-To: alice@example.org\r\nSubject: Hello\r\n\r\n)\r\nf2 OK FETCH completed\r\n")
+        XCTAssertEqual(header, "* 1 FETCH (BODY[HEADER.FIELDS (SUBJECT DELIVERED-TO)] {51}\r\nDelivered-To: alice@example.org\r\nSubject: Hello\r\n\r\n)\r\nf2 OK FETCH completed\r\n")
         do { let r = await c.send("f3 FETCH 2 (BODY.PEEK[1] BINARY.PEEK[2] BODY.PEEK[2.MIME])\r\n"); XCTAssertEqual(r,
                        "* 2 FETCH (BODY[1] {11}\r\nThe report. BINARY[2] {5}\r\nhello BODY[2.MIME] {77}\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n)\r\nf3 OK FETCH completed\r\n") }
-        do { let r = await c.send("f4 FETCH 1 BODY.PEEK[TEXT]<4.5>\r\n"); XCTAssertEqual(r, "* 1 FETCH (BODY[TEXT]<4> {5}\r\nAlice)\r\nf4 OK FETCH completed\r\n") }
+        do { let r = await c.send("f4 FETCH 1 BODY.PEEK[TEXT]<3.5>\r\n"); XCTAssertEqual(r, "* 1 FETCH (BODY[TEXT]<3> {5}\r\nAlice)\r\nf4 OK FETCH completed\r\n") }
         let structure = await c.send("f5 FETCH 2 BODYSTRUCTURE\r\n")
         XCTAssertTrue(structure.hasPrefix("* 2 FETCH (BODYSTRUCTURE ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7BIT\" 11 1 NIL NIL NIL NIL)(\"application\" \"octet-stream\" NIL NIL NIL \"base64\" 8 NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"b1\") NIL NIL NIL))"), structure)
 
@@ -98,32 +98,38 @@ final class IMAPSessionTests: IMAPStoreTestCase {
 
     func testMailboxManagementAndList() async throws {
         var c = await loggedIn()
-        do { let r = await c.send("a CREATE Archive/2026\r\n"); XCTAssertEqual(r, "a OK CREATE completed\r\n") }
-        do { let r = await c.send("b CREATE Archive\r\n"); XCTAssertEqual(r, "b NO [ALREADYEXISTS] mailbox Archive already exists\r\n") }
-        do { let r = await c.send("c CREATE Sent (USE (\\Sent))\r\n"); XCTAssertEqual(r, "c OK CREATE completed\r\n") }
+        // A new account has INBOX and the special-use mailboxes (the store makes them, subscribed).
+        do { let r = await c.send("a CREATE Projects/2026\r\n"); XCTAssertEqual(r, "a OK CREATE completed\r\n") }
+        do { let r = await c.send("b CREATE Projects\r\n"); XCTAssertEqual(r, "b NO [ALREADYEXISTS] mailbox Projects already exists\r\n") }
+        do { let r = await c.send("c CREATE Important (USE (\\Flagged))\r\n"); XCTAssertEqual(r, "c OK CREATE completed\r\n") }
+        do { let r = await c.send("c2 CREATE Other (USE (\\Important))\r\n"); XCTAssertEqual(r, "c2 NO [USEATTR] Unsupported special-use attribute\r\n") }
         do { let r = await c.send("d CREATE &ZeVnLIqe-\r\n"); XCTAssertEqual(r, "d OK CREATE completed\r\n") }
-        do { let r = await c.send("e LIST \"\" *\r\n"); XCTAssertEqual(r, """
-            * LIST (\\HasNoChildren) "/" INBOX\r
-            * LIST (\\HasChildren) "/" Archive\r
-            * LIST (\\HasNoChildren) "/" Archive/2026\r
-            * LIST (\\HasNoChildren \\Sent) "/" Sent\r
-            * LIST (\\HasNoChildren) "/" &ZeVnLIqe-\r
-            e OK LIST completed\r
-
-            """) }
-        do { let r = await c.send("f LIST \"\" %\r\n"); XCTAssertEqual(r.components(separatedBy: "\r\n").count, 6) }
+        let all = lines(await c.send("e LIST \"\" *\r\n"))
+        XCTAssertEqual(all.first, "* LIST (\\HasNoChildren) \"/\" INBOX")
+        XCTAssertTrue(all.contains("* LIST (\\HasChildren) \"/\" Projects"), "\(all)")
+        XCTAssertTrue(all.contains("* LIST (\\HasNoChildren) \"/\" Projects/2026"), "\(all)")
+        XCTAssertTrue(all.contains("* LIST (\\HasNoChildren \\Flagged) \"/\" Important"), "\(all)")
+        XCTAssertTrue(all.contains("* LIST (\\HasNoChildren \\Sent) \"/\" Sent"), "\(all)")
+        XCTAssertTrue(all.contains("* LIST (\\HasNoChildren) \"/\" &ZeVnLIqe-"), "\(all)")
+        XCTAssertEqual(all.last, "e OK LIST completed")
+        let top = lines(await c.send("f LIST \"\" %\r\n"))
+        XCTAssertFalse(top.contains { $0.hasSuffix("Projects/2026") }, "\(top)")
+        XCTAssertTrue(top.contains { $0.hasSuffix("Projects") }, "\(top)")
+        do { let r = await c.send("f2 LIST Projects %\r\n"); XCTAssertEqual(r, "* LIST (\\HasNoChildren) \"/\" Projects/2026\r\nf2 OK LIST completed\r\n") }
         do { let r = await c.send("g LIST \"\" \"\"\r\n"); XCTAssertEqual(r, "* LIST (\\Noselect) \"/\" \"\"\r\ng OK LIST completed\r\n") }
-        do { let r = await c.send("h SUBSCRIBE Sent\r\n"); XCTAssertEqual(r, "h OK SUBSCRIBE completed\r\n") }
-        do { let r = await c.send("i LSUB \"\" *\r\n"); XCTAssertEqual(r, "* LSUB (\\HasNoChildren) \"/\" Sent\r\ni OK LSUB completed\r\n") }
-        do { let r = await c.send("j LIST (SPECIAL-USE) \"\" *\r\n"); XCTAssertEqual(r, "* LIST (\\HasNoChildren \\Sent) \"/\" Sent\r\nj OK LIST completed\r\n") }
-        do { let r = await c.send("k RENAME Archive Old\r\n"); XCTAssertEqual(r, "k OK RENAME completed\r\n") }
-        do { let r = await c.send("l STATUS Old/2026 (MESSAGES UIDNEXT UNSEEN)\r\n"); XCTAssertEqual(r,
-                       "* STATUS Old/2026 (MESSAGES 0 UIDNEXT 1 UNSEEN 0)\r\nl OK STATUS completed\r\n") }
+        do { let r = await c.send("h SUBSCRIBE Projects\r\n"); XCTAssertEqual(r, "h OK SUBSCRIBE completed\r\n") }
+        let subscribed = lines(await c.send("i LSUB \"\" P*\r\n"))
+        XCTAssertEqual(subscribed, ["* LSUB (\\HasChildren) \"/\" Projects", "i OK LSUB completed"])
+        let special = lines(await c.send("j LIST (SPECIAL-USE) \"\" *\r\n"))
+        XCTAssertTrue(special.contains("* LIST (\\HasNoChildren \\Flagged) \"/\" Important"), "\(special)")
+        XCTAssertFalse(special.contains { $0.hasSuffix("Projects") }, "\(special)")
+        do { let r = await c.send("k RENAME Projects Old\r\n"); XCTAssertEqual(r, "k OK RENAME completed\r\n") }
+        do { let r = await c.send("l STATUS Old/2026 (MESSAGES UIDNEXT UNSEEN)\r\n"); XCTAssertEqual(r, "* STATUS Old/2026 (MESSAGES 0 UIDNEXT 1 UNSEEN 0)\r\nl OK STATUS completed\r\n") }
         do { let r = await c.send("m DELETE Old/2026\r\n"); XCTAssertEqual(r, "m OK DELETE completed\r\n") }
         do { let r = await c.send("n DELETE INBOX\r\n"); XCTAssertEqual(r, "n NO [CANNOT] INBOX cannot be deleted\r\n") }
         do { let r = await c.send("o SELECT Nowhere\r\n"); XCTAssertEqual(r, "o NO [NONEXISTENT] No such mailbox\r\n") }
         do { let r = await c.send("p ENABLE UTF8=ACCEPT\r\n"); XCTAssertEqual(r, "* ENABLED UTF8=ACCEPT\r\np OK ENABLE completed\r\n") }
-        do { let r = await c.send("q LIST \"\" 日*\r\n"); XCTAssertEqual(r, "* LIST (\\HasNoChildren) \"/\" 日本語\r\nq OK LIST completed\r\n") }
+        do { let r = await c.send("q LIST \"\" \"日*\"\r\n"); XCTAssertEqual(r, "* LIST (\\HasNoChildren) \"/\" \"日本語\"\r\nq OK LIST completed\r\n") }
     }
 
     func testAppendCopyMoveWithUIDPlus() async throws {
@@ -173,7 +179,8 @@ final class IMAPSessionTests: IMAPStoreTestCase {
         try await deliver(Self.simple)
         await settle()
         do { let r = await a.send("a2 NOOP\r\n"); XCTAssertEqual(r, "* 1 EXISTS\r\na2 OK NOOP completed\r\n") }
-        do { let r = await b.send("b2 STORE 1 +FLAGS (\\Flagged)\r\n"); XCTAssertEqual(r, "* 1 EXISTS\r\n* 1 FETCH (FLAGS (\\Flagged))\r\nb2 OK STORE completed\r\n") }
+        do { let r = await b.send("b2 NOOP\r\n"); XCTAssertEqual(r, "* 1 EXISTS\r\nb2 OK NOOP completed\r\n") }
+        do { let r = await b.send("b2 STORE 1 +FLAGS (\\Flagged)\r\n"); XCTAssertEqual(r, "* 1 FETCH (FLAGS (\\Flagged))\r\nb2 OK STORE completed\r\n") }
         await settle()
         do { let r = await a.send("a3 NOOP\r\n"); XCTAssertEqual(r, "* 1 FETCH (UID 1 FLAGS (\\Flagged))\r\na3 OK NOOP completed\r\n") }
         // IDLE: a delivery is pushed; DONE ends it.
