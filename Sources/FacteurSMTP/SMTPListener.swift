@@ -1,5 +1,6 @@
 // An SMTP listening socket (inbound MX today; submission later) on FacteurNet's TCPListener.
 
+import FacteurIdentity
 import FacteurNet
 import Logging
 import NIOCore
@@ -36,7 +37,7 @@ public final class SMTPListener: Sendable {
     /// Binds the socket and starts accepting. `sslContext` enables STARTTLS, or implicit TLS when
     /// `configuration.session.implicitTLS` is set.
     public static func bind(configuration: Configuration, backend: any SMTPBackend, sslContext: NIOSSLContext?,
-                            group: any EventLoopGroup, logger: Logger) async throws -> SMTPListener {
+                            group: any EventLoopGroup, logger: Logger, authenticator: Authenticator? = nil) async throws -> SMTPListener {
         let listener = try await TCPListener.bind(
             configuration: .init(host: configuration.host, port: configuration.port, implicitTLS: configuration.session.implicitTLS,
                                  maxConnections: configuration.maxConnections,
@@ -44,7 +45,8 @@ public final class SMTPListener: Sendable {
             sslContext: sslContext, group: group) { connection in
                 SMTPServerHandler(configuration: configuration.session, limits: configuration.limits, backend: backend,
                                   sslContext: sslContext, spoolDirectory: configuration.spoolDirectory,
-                                  limiter: connection.limiter, registry: connection.registry, logger: logger)
+                                  limiter: connection.limiter, registry: connection.registry, logger: logger,
+                                  authenticator: authenticator)
             }
         return SMTPListener(configuration: configuration, listener: listener)
     }

@@ -17,7 +17,7 @@ final class RecordingBackend: SMTPBackend {
 
     init(deliveryDelay: Duration = .zero) { self.deliveryDelay = deliveryDelay }
 
-    func checkRecipient(_ mailbox: SMTPMailbox, declaredSize: Int?) async -> RecipientVerdict {
+    func checkRecipient(_ mailbox: SMTPMailbox, declaredSize: Int?, account: String?) async -> RecipientVerdict {
         guard mailbox.domain == "example.org" else { return .relayDenied }
         return mailbox.localPart == "nobody" ? .unknownUser : .accepted([LocalRecipient(accountID: 1, address: mailbox.description)])
     }
@@ -263,5 +263,78 @@ final class SMTPListenerTests: XCTestCase {
         XCTAssertEqual(busy.code(), "421 4.3.2")
         await shutdown.value
         XCTAssertEqual(backend.messages.count, 1)
+    }
+}
+
+import FacteurIdentity
+
+/// Submission over loopback with the real Authenticator (PLAIN and LOGIN).
+final class SMTPSubmissionListenerTests: XCTestCase {
+    final class SubmissionBackend: SMTPBackend {
+        let inner = RecordingBackend()
+        func checkRecipient(_ mailbox: SMTPMailbox, declaredSize: Int?, account: String?) async -> RecipientVerdict {
+            await inner.checkRecipient(mailbox, declaredSize: declaredSize, account: account)
+        }
+        func checkSender(_ sender: SMTPMailbox?, account: String) async -> SenderVerdict {
+            sender?.description == account ? .allowed : .notOwned
+        }
+        func deliver(_ transaction: SMTPTransaction, message: MessageData) async -> DeliveryVerdict {
+            await inner.deliver(transaction, message: message)
+        }
+    }
+
+    func testAuthPlainAndLoginOverLoopback() async throws {
+        let hasher = PasswordHasher(parameters: ScryptParameters(logN: 10, r: 8, p: 1))
+        let credentials = try Credentials.make(password: "correct horse", hasher: hasher)
+        let authenticator = Authenticator(configuration: .init(hasher: hasher), lookup: { name in
+            name == "alice@example.org" ? credentials : nil
+        })
+        let backend = SubmissionBackend()
+        let directory = NSTemporaryDirectory()
+        let session = SMTPSessionConfiguration(hostname: "mx.example.org", tlsAvailable: false, mode: .submission,
+                                               allowPlaintextAuthWithoutTLS: true)
+        let listener = try await SMTPListener.bind(
+            configuration: .init(host: "127.0.0.1", port: 0, session: session, spoolDirectory: directory),
+            backend: backend, sslContext: nil, group: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "test"),
+            authenticator: authenticator)
+        let port = listener.localAddress!.port!
+
+        let bad = try TestClient(port: port)
+        _ = bad.code()
+        bad.send("EHLO c\r\n")
+        XCTAssertTrue(bad.reply().contains("250-AUTH SCRAM-SHA-256 PLAIN LOGIN"))
+        bad.send("AUTH PLAIN \(Data("\0alice@example.org\0wrong".utf8).base64EncodedString())\r\n")
+        XCTAssertEqual(bad.code(), "535 5.7.8")
+        bad.send("MAIL FROM:<alice@example.org>\r\n")
+        XCTAssertEqual(bad.code(), "530 5.7.0")
+
+        let client = try TestClient(port: port)
+        _ = client.code()
+        client.send("EHLO c\r\nAUTH LOGIN\r\n")
+        _ = client.reply()
+        XCTAssertEqual(client.reply(), ["334 VXNlcm5hbWU6"], "Username:")
+        client.send(Data("alice@example.org".utf8).base64EncodedString() + "\r\n")
+        XCTAssertEqual(client.reply(), ["334 UGFzc3dvcmQ6"], "Password:")
+        client.send(Data("correct horse".utf8).base64EncodedString() + "\r\n")
+        XCTAssertEqual(client.code(), "235 2.7.0")
+        client.send("MAIL FROM:<bob@example.org>\r\n")
+        XCTAssertEqual(client.code(), "553 5.7.1")
+        client.send("MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n")
+        XCTAssertEqual(client.code(), "250 2.1.0")
+        XCTAssertEqual(client.code(), "250 2.1.5")
+        XCTAssertEqual(client.code(), "354")
+        client.send("Subject: hi\r\n\r\nhello\r\n.\r\n")
+        XCTAssertEqual(client.code(), "250 2.0.0")
+        XCTAssertEqual(backend.inner.stored.withLockedValue { $0.first?.0.authenticatedAccount }, "alice@example.org")
+
+        let cancel = try TestClient(port: port)
+        _ = cancel.code()
+        cancel.send("EHLO c\r\nAUTH LOGIN\r\n")
+        _ = cancel.reply(); _ = cancel.reply()
+        cancel.send("*\r\n")
+        XCTAssertEqual(cancel.code(), "501 5.0.0")
+        cancel.send("NOOP\r\n")
+        XCTAssertEqual(cancel.code(), "250 2.0.0")
+        await listener.shutdown(grace: .seconds(1))
     }
 }
