@@ -7,10 +7,10 @@ import Foundation
 import Logging
 
 public protocol SMTPBackend: Sendable {
-    /// `authenticated`: the client logged in on submission (other domains are then relaying, not refused).
-    func checkRecipient(_ mailbox: SMTPMailbox, declaredSize: Int?, authenticated: Bool) async -> RecipientVerdict
-    /// Submission: may `account` use `sender` as envelope sender (and in From:/Sender:)?
-    func checkSender(_ sender: SMTPMailbox?, account: String) async -> Bool
+    /// `account`: who logged in on submission (other domains are then relaying, not refused); nil on port 25.
+    func checkRecipient(_ mailbox: SMTPMailbox, declaredSize: Int?, account: String?) async -> RecipientVerdict
+    /// Submission: may `account` send now, with `sender` as envelope sender?
+    func checkSender(_ sender: SMTPMailbox?, account: String) async -> SenderVerdict
     /// Stores the message for every recipient; returns only once it is durable (or failed).
     func deliver(_ transaction: SMTPTransaction, message: MessageData) async -> DeliveryVerdict
     /// A password login recomputed weaker credentials (e.g. added SCRAM keys): keep them.
@@ -19,7 +19,7 @@ public protocol SMTPBackend: Sendable {
 
 extension SMTPBackend {
     /// Secure default: nobody may send as anyone.
-    public func checkSender(_ sender: SMTPMailbox?, account: String) async -> Bool { false }
+    public func checkSender(_ sender: SMTPMailbox?, account: String) async -> SenderVerdict { .notOwned }
     public func saveUpgradedCredentials(account: String, _ credentials: StoredCredentials) async {}
 }
 
@@ -30,9 +30,11 @@ public struct StoreSMTPBackend: SMTPBackend {
     let primaryDomain: String
     let logger: Logger
     let now: @Sendable () -> Date
+    let rateLimiter: SubmissionRateLimiter?
 
     public init(store: any MailStore, hostname: String, primaryDomain: String, logger: Logger,
-                now: @escaping @Sendable () -> Date = { Date() }) {
+                rateLimiter: SubmissionRateLimiter? = nil, now: @escaping @Sendable () -> Date = { Date() }) {
+        self.rateLimiter = rateLimiter
         self.store = store
         self.hostname = hostname
         self.primaryDomain = primaryDomain
@@ -40,7 +42,15 @@ public struct StoreSMTPBackend: SMTPBackend {
         self.now = now
     }
 
-    public func checkRecipient(_ mailbox: SMTPMailbox, declaredSize: Int?, authenticated: Bool) async -> RecipientVerdict {
+    public func checkRecipient(_ mailbox: SMTPMailbox, declaredSize: Int?, account: String?) async -> RecipientVerdict {
+        let verdict = await resolve(mailbox, declaredSize: declaredSize, authenticated: account != nil)
+        if case .accepted = verdict, let account, let rateLimiter, !(await rateLimiter.admitRecipient(account: account)) {
+            return .rateLimited
+        }
+        return verdict
+    }
+
+    private func resolve(_ mailbox: SMTPMailbox, declaredSize: Int?, authenticated: Bool) async -> RecipientVerdict {
         let domain = mailbox.domain.isEmpty ? primaryDomain : mailbox.domain.lowercased()
         // Address literals are never one of our domains: no relaying through them.
         if domain.hasPrefix("[") { return .relayDenied }
@@ -72,7 +82,13 @@ public struct StoreSMTPBackend: SMTPBackend {
 
     /// The account itself, its sub-addresses (`alice+tag@`), and aliases that name it explicitly.
     /// A catch-all does not count: it would let its target send as anyone in the domain.
-    public func checkSender(_ sender: SMTPMailbox?, account: String) async -> Bool {
+    public func checkSender(_ sender: SMTPMailbox?, account: String) async -> SenderVerdict {
+        guard await owns(sender, account: account) else { return .notOwned }
+        if let rateLimiter, !(await rateLimiter.admitMessage(account: account)) { return .rateLimited }
+        return .allowed
+    }
+
+    private func owns(_ sender: SMTPMailbox?, account: String) async -> Bool {
         guard let sender, !sender.domain.isEmpty, !sender.domain.hasPrefix("[") else { return false }
         let address = "\(sender.localPart)@\(sender.domain)".lowercased()
         let account = account.lowercased()
@@ -111,7 +127,7 @@ public struct StoreSMTPBackend: SMTPBackend {
             for field in header.fields(named: name) {
                 for mailbox in AddressList(parsingBytes: field.rawValue).mailboxes {
                     let smtp = mailbox.domain.map { SMTPMailbox(localPart: mailbox.localPart, domain: $0) }
-                    guard await checkSender(smtp, account: account) else {
+                    guard await owns(smtp, account: account) else {
                         return .failure(SMTPReply(553, "5.7.1", "\(name): address <\(mailbox.address)> not owned by the authenticated user"))
                     }
                 }

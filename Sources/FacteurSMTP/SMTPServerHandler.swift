@@ -297,8 +297,8 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
                 startTLS(context: context)
             case .checkRecipient(let mailbox, let declaredSize):
                 let backend = self.backend
-                let authenticated = session?.authenticatedAccount != nil
-                perform(context: context, { await backend.checkRecipient(mailbox, declaredSize: declaredSize, authenticated: authenticated) }) { handler, verdict in
+                let account = session?.authenticatedAccount
+                perform(context: context, { await backend.checkRecipient(mailbox, declaredSize: declaredSize, account: account) }) { handler, verdict in
                     handler.apply { $0.recipientChecked(verdict) }
                 }
             case .receiveData:
@@ -332,8 +332,8 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
                 authenticate(with: initialResponse, context: context)
             case .checkSender(let sender, let account):
                 let backend = self.backend
-                perform(context: context, { await backend.checkSender(sender, account: account) }) { handler, allowed in
-                    handler.apply { $0.senderChecked(allowed: allowed) }
+                perform(context: context, { await backend.checkSender(sender, account: account) }) { handler, verdict in
+                    handler.apply { $0.senderChecked(verdict) }
                 }
             case .close:
                 closing = true

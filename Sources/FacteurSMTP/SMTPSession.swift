@@ -24,7 +24,7 @@ public enum SMTPAction: Equatable, Sendable {
     /// then call `authenticationFinished(_:)`.
     case authenticate(mechanism: String, initialResponse: [UInt8]?)
     /// Submission: check that the authenticated account may use this envelope sender, then call
-    /// `senderChecked(allowed:)`.
+    /// `senderChecked(_:)`.
     case checkSender(SMTPMailbox?, account: String)
     /// Close the connection once the replies are written.
     case close
@@ -36,6 +36,15 @@ public enum SMTPMode: Sendable, Equatable {
     case inbound
     /// Ports 587/465 (RFC 6409, RFC 8314): the organisation's own users, AUTH required.
     case submission
+}
+
+/// Whether an authenticated account may send now, as this sender.
+public enum SenderVerdict: Sendable, Equatable {
+    case allowed
+    /// Not one of the account's addresses (553 5.7.1).
+    case notOwned
+    /// Over the account's hourly message limit (451 4.7.1: clients retry; a 5xx would lose mail).
+    case rateLimited
 }
 
 public enum AuthenticationResult: Sendable, Equatable {
@@ -57,6 +66,8 @@ public enum RecipientVerdict: Equatable, Sendable {
     case relayDenied
     /// Submission to another domain: needs the outbound queue, which is not built yet.
     case relayUnavailable
+    /// Over the authenticated account's hourly recipient limit.
+    case rateLimited
     case mailboxFull
     case tooLargeForMailbox
     case temporaryFailure
@@ -213,6 +224,8 @@ public struct SMTPSession: Sendable {
             return fail(SMTPReply(550, "5.7.1", "<\(mailbox)>: Relay access denied"))
         case .relayUnavailable:
             return fail(SMTPReply(550, "5.3.5", "<\(mailbox)>: Delivery to other domains is not available on this server yet"))
+        case .rateLimited:
+            return fail(SMTPReply(451, "4.7.1", "<\(mailbox)>: Too many recipients this hour, try again later"))
         case .mailboxFull:
             return fail(SMTPReply(452, "4.2.2", "<\(mailbox)>: Mailbox full"))
         case .tooLargeForMailbox:
@@ -302,12 +315,16 @@ public struct SMTPSession: Sendable {
     }
 
     /// Submission: whether the authenticated account may send as the MAIL FROM address.
-    public mutating func senderChecked(allowed: Bool) -> [SMTPAction] {
+    public mutating func senderChecked(_ verdict: SenderVerdict) -> [SMTPAction] {
         guard phase == .checkingSender, let pending = pendingSender else { return [] }
         pendingSender = nil
         phase = .ready
-        guard allowed else {
+        switch verdict {
+        case .allowed: break
+        case .notOwned:
             return fail(SMTPReply(553, "5.7.1", "Sender address not owned by the authenticated user")) + afterTransactionIfDraining()
+        case .rateLimited:
+            return fail(SMTPReply(451, "4.7.1", "Too many messages this hour, try again later")) + afterTransactionIfDraining()
         }
         sender = .some(pending.mailbox)
         declaredSize = pending.size

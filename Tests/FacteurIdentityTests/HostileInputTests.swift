@@ -2,20 +2,11 @@
 // answer with a step (never crash, never accept), whatever arrives.
 
 import FacteurStore
+import FacteurTestSupport
 import XCTest
 @testable import FacteurIdentity
 
-/// SplitMix64: a small seeded generator so failures reproduce.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+typealias SeededGenerator = SeededRandom
 
 final class HostileInputTests: XCTestCase {
     /// Bytes biased towards the characters the grammars care about.
@@ -28,7 +19,7 @@ final class HostileInputTests: XCTestCase {
     }
 
     func testRandomInputNeverSucceedsOrCrashes() throws {
-        var rng = SeededGenerator(state: 20261127)
+        var rng = SeededGenerator(seed: 20261127)
         let stored = try SCRAMServerTests.rfcCredentials()
         for round in 0..<3000 {
             let name = SASLMechanism.Name.allCases[round % 3]
@@ -53,7 +44,7 @@ final class HostileInputTests: XCTestCase {
     }
 
     func testSCRAMStructuredGarbageAtClientFinal() throws {
-        var rng = SeededGenerator(state: 42)
+        var rng = SeededGenerator(seed: 42)
         let stored = try SCRAMServerTests.rfcCredentials()
         for _ in 0..<2000 {
             var scram = SASLMechanism(.scramSHA256, options: SCRAMServerTests.options(nonce: "srv"))

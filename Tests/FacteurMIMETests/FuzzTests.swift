@@ -2,21 +2,9 @@
 // or put an offset outside the input. Deterministic (seeded) and bounded in time.
 
 import FacteurMIME
+import FacteurTestSupport
 import Foundation
 import XCTest
-
-/// SplitMix64: small, fast, and the same sequence on every machine.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 final class FuzzTests: XCTestCase {
     /// Time each test may spend on its random cases (the fixed cases always run).

@@ -1,21 +1,10 @@
 @testable import FacteurSMTP
 import FacteurNet
+import FacteurTestSupport
 import Foundation
 import Logging
 import NIOPosix
 import XCTest
-
-/// A deterministic generator so a failing fuzz case can be replayed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 final class SMTPFuzzTests: XCTestCase {
     static let seeds = ["EHLO a.example", "HELO x", "MAIL FROM:<a@b.example> SIZE=10 BODY=8BITMIME SMTPUTF8",
@@ -28,7 +17,7 @@ final class SMTPFuzzTests: XCTestCase {
     }
 
     private func fuzz(mode: SMTPMode) {
-        var rng = SplitMix64(state: 0xFAC7E0)
+        var rng = SeededRandom(seed: 0xFAC7E0)
         let configuration = SMTPSessionConfiguration(hostname: "mx", maxErrors: .max, mode: mode, allowPlaintextAuthWithoutTLS: true)
         var session = SMTPSession(configuration: configuration, clientAddress: "127.0.0.1")
         _ = session.start()
@@ -60,7 +49,7 @@ final class SMTPFuzzTests: XCTestCase {
                 case .deliver(let transaction): _ = session.deliveryFinished(.stored, transactionID: transaction.id)
                 case .startTLS: _ = session.tlsEstablished()
                 case .authenticate: _ = session.authenticationFinished(.success(account: "a@b"))
-                case .checkSender: _ = session.senderChecked(allowed: true)
+                case .checkSender: _ = session.senderChecked(.allowed)
                 case .close: session = SMTPSession(configuration: configuration, clientAddress: "127.0.0.1")
                 case .reply: break
                 }

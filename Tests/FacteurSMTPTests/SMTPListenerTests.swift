@@ -17,7 +17,7 @@ final class RecordingBackend: SMTPBackend {
 
     init(deliveryDelay: Duration = .zero) { self.deliveryDelay = deliveryDelay }
 
-    func checkRecipient(_ mailbox: SMTPMailbox, declaredSize: Int?, authenticated: Bool) async -> RecipientVerdict {
+    func checkRecipient(_ mailbox: SMTPMailbox, declaredSize: Int?, account: String?) async -> RecipientVerdict {
         guard mailbox.domain == "example.org" else { return .relayDenied }
         return mailbox.localPart == "nobody" ? .unknownUser : .accepted([LocalRecipient(accountID: 1, address: mailbox.description)])
     }
@@ -272,10 +272,12 @@ import FacteurIdentity
 final class SMTPSubmissionListenerTests: XCTestCase {
     final class SubmissionBackend: SMTPBackend {
         let inner = RecordingBackend()
-        func checkRecipient(_ mailbox: SMTPMailbox, declaredSize: Int?, authenticated: Bool) async -> RecipientVerdict {
-            await inner.checkRecipient(mailbox, declaredSize: declaredSize, authenticated: authenticated)
+        func checkRecipient(_ mailbox: SMTPMailbox, declaredSize: Int?, account: String?) async -> RecipientVerdict {
+            await inner.checkRecipient(mailbox, declaredSize: declaredSize, account: account)
         }
-        func checkSender(_ sender: SMTPMailbox?, account: String) async -> Bool { sender?.description == account }
+        func checkSender(_ sender: SMTPMailbox?, account: String) async -> SenderVerdict {
+            sender?.description == account ? .allowed : .notOwned
+        }
         func deliver(_ transaction: SMTPTransaction, message: MessageData) async -> DeliveryVerdict {
             await inner.deliver(transaction, message: message)
         }

@@ -15,6 +15,7 @@ struct SessionDriver {
     var authResult: AuthenticationResult = .success(account: "alice@example.org")
     var authStarted: (String, [UInt8]?)?
     var allowedSenders: Set<String> = ["alice@example.org"]
+    var rateLimited = false
 
     init(configuration: SMTPSessionConfiguration = SMTPSessionConfiguration(hostname: "mx.example.org", maxMessageSize: 1000, maxRecipients: 3, maxErrors: 5)) {
         session = SMTPSession(configuration: configuration, clientAddress: "192.0.2.7", makeTransactionID: { "TESTID" })
@@ -54,7 +55,8 @@ struct SessionDriver {
                 authStarted = (mechanism, initial)
                 replies += run(session.authenticationFinished(authResult))
             case .checkSender(let sender, _):
-                replies += run(session.senderChecked(allowed: sender.map { allowedSenders.contains($0.description) } ?? false))
+                let owned = sender.map { allowedSenders.contains($0.description) } ?? false
+                replies += run(session.senderChecked(rateLimited ? .rateLimited : (owned ? .allowed : .notOwned)))
             case .deliver(let transaction):
                 delivered.append(transaction)
                 replies += run(session.deliveryFinished(deliveryVerdict, transactionID: transaction.id))
@@ -398,6 +400,17 @@ final class SMTPSessionTests: XCTestCase {
         var inbound = SessionDriver()
         _ = inbound.send("EHLO c")
         XCTAssertEqual(inbound.send("AUTH PLAIN AGFAYg=="), ["502 5.5.1"])
+    }
+
+    func testRateLimitsAreTemporaryFailures() {
+        var d = submission()
+        d.verdicts["many@example.org"] = .rateLimited
+        _ = d.send("EHLO c"); _ = d.send("AUTH PLAIN =")
+        d.rateLimited = true
+        XCTAssertEqual(d.send("MAIL FROM:<alice@example.org>"), ["451 4.7.1"])
+        d.rateLimited = false
+        XCTAssertEqual(d.send("MAIL FROM:<alice@example.org>"), ["250 2.1.0"])
+        XCTAssertEqual(d.send("RCPT TO:<many@example.org>"), ["451 4.7.1"])
     }
 
     func testSubmissionRelayNeedsTheQueue() {
