@@ -96,6 +96,9 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
         clientAddress = context.remoteAddress?.ipAddress ?? "unknown"
         var sessionConfiguration = configuration
         sessionConfiguration.tlsAvailable = configuration.tlsAvailable && sslContext != nil
+        // Passwords in the clear without TLS: loopback clients only, and only when allowed.
+        sessionConfiguration.allowPlaintextAuthWithoutTLS = configuration.allowPlaintextAuthWithoutTLS
+            && Self.isLoopback(context.remoteAddress)
         session = SMTPSession(configuration: sessionConfiguration, clientAddress: clientAddress)
 
         if let limiter {
@@ -340,6 +343,11 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
                 closeAfterFlush(context: context)
             }
         }
+    }
+
+    static func isLoopback(_ address: SocketAddress?) -> Bool {
+        guard let ip = address?.ipAddress else { return false }
+        return ip.hasPrefix("127.") || ip == "::1" || ip.hasPrefix("::ffff:127.")
     }
 
     // MARK: SASL (RFC 4954)
