@@ -1,6 +1,313 @@
+// The `facteur` command: thin; it parses arguments and calls FacteurServer or the store.
+
 import ArgumentParser
+import FacteurIdentity
+import FacteurServer
+import FacteurStore
+import Foundation
+import Logging
 
 @main
 struct Facteur: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "facteur", abstract: "A complete mail server.")
+    static let configuration = CommandConfiguration(
+        commandName: "facteur",
+        abstract: "A complete mail server.",
+        subcommands: [Serve.self, DomainCommand.self, AccountCommand.self, AliasCommand.self, MailboxCommand.self, MessageCommand.self])
+}
+
+/// `--data` and `--config`, accepted by every subcommand.
+struct CommonOptions: ParsableArguments {
+    @Option(name: .long, help: "Data folder (database, blobs, keys).")
+    var data: String?
+
+    @Option(name: .long, help: "Configuration file (default: DATA/facteur.toml when it exists).")
+    var config: String?
+
+    /// The configuration: the file if any, then `--data` on top.
+    func load() throws -> ServerConfiguration {
+        var configuration = ServerConfiguration()
+        let dataFolder = data ?? configuration.dataDirectory
+        let file = config ?? "\(dataFolder)/facteur.toml"
+        if config != nil || FileManager.default.fileExists(atPath: file) {
+            configuration = try ServerConfiguration.load(file: file)
+        }
+        if let data { configuration.dataDirectory = data }
+        return configuration
+    }
+
+    func openStore() throws -> SQLiteMailStore {
+        let configuration = try load()
+        guard FileManager.default.fileExists(atPath: configuration.dataDirectory) else {
+            throw CLIError("no data folder at \(configuration.dataDirectory) (run `facteur serve` once, or pass --data)")
+        }
+        var logger = Logger(label: "facteur")
+        logger.logLevel = .warning
+        return try SQLiteMailStore(directory: configuration.dataDirectory, logger: logger)
+    }
+}
+
+struct CLIError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the mail server.")
+
+    @OptionGroup var options: CommonOptions
+
+    @Option(name: .long, help: "PROTO=ADDRESS:PORT, repeatable; replaces the configured listeners (port 0: any free port).")
+    var listen: [String] = []
+
+    func run() async throws {
+        var configuration = try options.load()
+        try configuration.replaceListeners(with: listen)
+        try configuration.validateListeners()
+        let level = Logger.Level(rawValue: configuration.logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
+        try await FacteurServer.run(configuration: configuration, logger: Logger(label: "facteur"))
+    }
+}
+
+// MARK: - domain
+
+struct DomainCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "domain", abstract: "Manage local domains.",
+                                                    subcommands: [Add.self, List.self, Remove.self])
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Add a local domain.")
+        @OptionGroup var options: CommonOptions
+        @Argument var name: String
+        func run() async throws {
+            try await options.openStore().addDomain(name.lowercased())
+            print("domain \(name.lowercased()) added")
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List local domains.")
+        @OptionGroup var options: CommonOptions
+        func run() async throws {
+            for domain in try await options.openStore().domains() { print(domain.name) }
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove a local domain.")
+        @OptionGroup var options: CommonOptions
+        @Argument var name: String
+        func run() async throws {
+            try await options.openStore().removeDomain(name.lowercased())
+            print("domain \(name.lowercased()) removed")
+        }
+    }
+}
+
+// MARK: - account
+
+struct AccountCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "account", abstract: "Manage accounts.",
+                                                    subcommands: [Add.self, Passwd.self, List.self, Remove.self, QuotaCommand.self])
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Add an account (password from standard input when it is not a terminal).")
+        @OptionGroup var options: CommonOptions
+        @Argument var address: String
+        @Flag(name: .long, help: "Read the password from standard input.") var passwordStdin = false
+        @Option(name: .long, help: "Quota in bytes.") var quotaBytes: Int64?
+        @Option(name: .long, help: "Quota in messages.") var quotaMessages: Int64?
+        @Flag(name: .long, help: "Administrator account.") var admin = false
+        func run() async throws {
+            let store = try options.openStore()
+            let password = try readPassword(fromStdin: passwordStdin)
+            let credentials = try Credentials.make(password: password)
+            let account = try await store.addAccount(address: address.lowercased(), credentials: credentials,
+                                                     quota: Quota(bytes: quotaBytes, messages: quotaMessages), isAdmin: admin)
+            print("account \(account.address) added")
+        }
+    }
+
+    struct Passwd: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Set an account's password.")
+        @OptionGroup var options: CommonOptions
+        @Argument var address: String
+        @Flag(name: .long, help: "Read the password from standard input.") var passwordStdin = false
+        func run() async throws {
+            let store = try options.openStore()
+            let password = try readPassword(fromStdin: passwordStdin)
+            try await store.setCredentials(address: address.lowercased(), try Credentials.make(password: password))
+            print("password of \(address.lowercased()) changed")
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List accounts.")
+        @OptionGroup var options: CommonOptions
+        @Argument var domain: String?
+        func run() async throws {
+            for account in try await options.openStore().accounts(domain: domain?.lowercased()) {
+                let quota = "\(account.quota.bytes.map(String.init) ?? "unlimited") bytes, \(account.quota.messages.map(String.init) ?? "unlimited") messages"
+                print("\(account.address)\tused \(account.usage.bytes) bytes, \(account.usage.messages) messages\tquota \(quota)\(account.isAdmin ? "\tadmin" : "")")
+            }
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove an account and all its mail.")
+        @OptionGroup var options: CommonOptions
+        @Argument var address: String
+        func run() async throws {
+            try await options.openStore().removeAccount(address: address.lowercased())
+            print("account \(address.lowercased()) removed")
+        }
+    }
+
+    struct QuotaCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "quota", abstract: "Set an account's quota (0 = unlimited).")
+        @OptionGroup var options: CommonOptions
+        @Argument var address: String
+        @Option(name: .long) var bytes: Int64?
+        @Option(name: .long) var messages: Int64?
+        func run() async throws {
+            let store = try options.openStore()
+            guard let account = try await store.account(address: address.lowercased()) else {
+                throw CLIError("no account \(address.lowercased())")
+            }
+            var quota = account.quota
+            if let bytes { quota.bytes = bytes == 0 ? nil : bytes }
+            if let messages { quota.messages = messages == 0 ? nil : messages }
+            try await store.setQuota(address: account.address, quota)
+            print("quota of \(account.address): \(quota.bytes.map(String.init) ?? "unlimited") bytes, \(quota.messages.map(String.init) ?? "unlimited") messages")
+        }
+    }
+}
+
+/// The password: from standard input when asked or when it is not a terminal, else prompted twice.
+func readPassword(fromStdin: Bool) throws -> String {
+    if fromStdin || isatty(0) == 0 {
+        guard let line = Swift.readLine(strippingNewline: true), !line.isEmpty else {
+            throw CLIError("no password on standard input")
+        }
+        return line
+    }
+    guard let first = getpass("Password: ").map({ String(cString: $0) }), !first.isEmpty else { throw CLIError("empty password") }
+    guard let second = getpass("Again: ").map({ String(cString: $0) }), second == first else { throw CLIError("passwords differ") }
+    return first
+}
+
+// MARK: - alias
+
+struct AliasCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "alias", abstract: "Manage aliases (SOURCE: local@domain, or @domain for a catch-all).",
+                                                    subcommands: [Add.self, List.self, Remove.self])
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Deliver SOURCE to one or more local accounts.")
+        @OptionGroup var options: CommonOptions
+        @Argument var source: String
+        @Argument var targets: [String]
+        func run() async throws {
+            guard !targets.isEmpty else { throw CLIError("an alias needs at least one target") }
+            try await options.openStore().addAlias(source: source.lowercased(), targets: targets.map { $0.lowercased() })
+            print("alias \(source.lowercased()) → \(targets.map { $0.lowercased() }.joined(separator: ", "))")
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List aliases.")
+        @OptionGroup var options: CommonOptions
+        @Argument var domain: String?
+        func run() async throws {
+            for alias in try await options.openStore().aliases(domain: domain?.lowercased()) {
+                print("\(alias.source)\t\(alias.targets.joined(separator: ","))")
+            }
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove an alias, or one of its targets.")
+        @OptionGroup var options: CommonOptions
+        @Argument var source: String
+        @Argument var target: String?
+        func run() async throws {
+            try await options.openStore().removeAlias(source: source.lowercased(), target: target?.lowercased())
+            print("alias \(source.lowercased()) removed\(target.map { " for \($0.lowercased())" } ?? "")")
+        }
+    }
+}
+
+// MARK: - mailbox and message
+
+struct MailboxCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "mailbox", abstract: "Look at mailboxes.", subcommands: [List.self])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List an account's mailboxes.")
+        @OptionGroup var options: CommonOptions
+        @Argument var account: String
+        func run() async throws {
+            let store = try options.openStore()
+            guard let record = try await store.account(address: account.lowercased()) else { throw CLIError("no account \(account.lowercased())") }
+            for mailbox in try await store.mailboxes(accountID: record.id) {
+                print("\(mailbox.name)\t\(mailbox.messageCount) messages\tuidvalidity \(mailbox.uidValidity)\tuidnext \(mailbox.uidNext)\(mailbox.specialUse.map { "\t\($0.rawValue)" } ?? "")")
+            }
+        }
+    }
+}
+
+struct MessageCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "message", abstract: "Look at messages.", subcommands: [List.self, Show.self])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List messages: UID, size, date, from, subject (tab-separated).")
+        @OptionGroup var options: CommonOptions
+        @Argument var account: String
+        @Argument var mailbox: String = "INBOX"
+        func run() async throws {
+            let store = try options.openStore()
+            let box = try await mailboxRecord(store: store, account: account, mailbox: mailbox)
+            let formatter = ISO8601DateFormatter()
+            for message in try await store.messages(mailboxID: box.id) {
+                let summary = try await store.summary(messageID: message.id)
+                let from = summary?.envelope.from.first.map { address -> String in
+                    let mailbox = [address.mailbox, address.host].compactMap { $0 }.joined(separator: "@")
+                    return address.name.map { "\($0) <\(mailbox)>" } ?? mailbox
+                } ?? ""
+                let subject = summary?.envelope.subject ?? ""
+                print("\(message.uid)\t\(message.size)\t\(formatter.string(from: message.internalDate))\t\(oneLine(from))\t\(oneLine(subject))")
+            }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print a message exactly as stored (trace headers, then the message).")
+        @OptionGroup var options: CommonOptions
+        @Argument var account: String
+        @Argument var mailbox: String
+        @Argument var uid: UInt32
+        func run() async throws {
+            let store = try options.openStore()
+            let box = try await mailboxRecord(store: store, account: account, mailbox: mailbox)
+            guard let message = try await store.message(mailboxID: box.id, uid: uid) else {
+                throw CLIError("no message with UID \(uid) in \(mailbox)")
+            }
+            FileHandle.standardOutput.write(Data(try await store.messageBytes(messageID: message.id)))
+        }
+    }
+}
+
+private func mailboxRecord(store: SQLiteMailStore, account: String, mailbox: String) async throws -> MailboxRecord {
+    guard let record = try await store.account(address: account.lowercased()) else { throw CLIError("no account \(account.lowercased())") }
+    guard let box = try await store.mailbox(accountID: record.id, name: mailbox) else { throw CLIError("no mailbox \(mailbox) for \(record.address)") }
+    return box
+}
+
+private func oneLine(_ text: String) -> String {
+    String(text.map { $0 == "\t" || $0 == "\r" || $0 == "\n" ? " " : $0 })
 }

@@ -1,0 +1,380 @@
+// The NIO adapter of the SMTP server: frames bytes into command lines and message data, feeds
+// the session, and carries out its actions (replies, STARTTLS, recipient checks, delivery).
+// It is the only SMTP code that knows about channels. Back-pressure: while an effect runs or too
+// much input is buffered, it withholds `read()`, so a client cannot make it buffer without bound.
+
+import FacteurNet
+import FacteurStore
+import Logging
+import NIOCore
+import NIOSSL
+import NIOTLS
+
+public struct SMTPServerLimits: Sendable {
+    /// RFC 5321 §4.5.3.1.4 says 512 for commands; AUTH lines may be up to 12288 (RFC 4954 §4).
+    public var maxCommandLength = 12_288
+    /// Longest message line accepted (RFC 5322 §2.1.1 says 998; real mail is sloppier).
+    public var maxDataLineLength = 64 * 1024
+    /// Messages larger than this go to a spool file while they arrive.
+    public var memorySpoolLimit = 1024 * 1024
+    /// Idle time allowed between client bytes (RFC 5321 §4.5.3.2: at least 5 minutes).
+    public var idleTimeout: TimeAmount = .minutes(5)
+    /// Input buffered while a command is being processed before reads are withheld.
+    public var maxBufferedInput = 256 * 1024
+    public init() {}
+}
+
+public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @unchecked Sendable {
+    public typealias InboundIn = ByteBuffer
+    public typealias InboundOut = ByteBuffer
+    public typealias OutboundIn = ByteBuffer
+    public typealias OutboundOut = ByteBuffer
+
+    private enum Framing {
+        case commands
+        case data
+        case chunk(remaining: Int, last: Bool)
+    }
+
+    private let configuration: SMTPSessionConfiguration
+    private let limits: SMTPServerLimits
+    private let backend: any SMTPBackend
+    private let sslContext: NIOSSLContext?
+    private let spoolDirectory: String
+    private let limiter: ConnectionLimiter?
+    private let registry: ConnectionRegistry?
+    private let logger: Logger
+
+    // Event-loop state: touched only on the channel's event loop.
+    private var session: SMTPSession?
+    private var context: ChannelHandlerContext?
+    private var lines: LineBuffer
+    private var framing = Framing.commands
+    private var decoder: MessageDataDecoder?
+    private var spool: MessageSpool?
+    private var waitingForEffect = false
+    private var readPending = false
+    private var closing = false
+    private var clientAddress = "unknown"
+    private var acquiredLimit = false
+    private var lastActivity = NIODeadline.now()
+    private var idleCheck: Scheduled<Void>?
+
+    public init(configuration: SMTPSessionConfiguration, limits: SMTPServerLimits, backend: any SMTPBackend,
+                sslContext: NIOSSLContext?, spoolDirectory: String, limiter: ConnectionLimiter?,
+                registry: ConnectionRegistry?, logger: Logger) {
+        self.configuration = configuration
+        self.limits = limits
+        self.backend = backend
+        self.sslContext = sslContext
+        self.spoolDirectory = spoolDirectory
+        self.limiter = limiter
+        self.registry = registry
+        self.logger = logger
+        self.lines = LineBuffer(maxLineLength: limits.maxCommandLength)
+    }
+
+    // MARK: Channel events
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    public func channelActive(context: ChannelHandlerContext) {
+        clientAddress = context.remoteAddress?.ipAddress ?? "unknown"
+        var sessionConfiguration = configuration
+        sessionConfiguration.tlsAvailable = configuration.tlsAvailable && sslContext != nil
+        session = SMTPSession(configuration: sessionConfiguration, clientAddress: clientAddress)
+
+        if let limiter {
+            switch limiter.acquire(address: clientAddress) {
+            case .accepted:
+                acquiredLimit = true
+            case .tooManyGlobally, .tooManyFromAddress:
+                closing = true
+                writeReply(SMTPReply(421, "4.7.0", "\(configuration.hostname) Too many connections, try again later"))
+                closeAfterFlush(context: context)
+                context.fireChannelActive()
+                return
+            }
+        }
+        if let registry, !registry.register(self) {
+            closing = true
+            writeReply(.shuttingDown)
+            closeAfterFlush(context: context)
+            context.fireChannelActive()
+            return
+        }
+        scheduleIdleCheck(context: context)
+        run(session!.start(), context: context)
+        context.flush()
+        context.fireChannelActive()
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        closing = true
+        spool?.discard()
+        spool = nil
+        idleCheck?.cancel()
+        if acquiredLimit { limiter?.release(address: clientAddress); acquiredLimit = false }
+        registry?.unregister(self)
+        context.fireChannelInactive()
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }
+        var buffer = unwrapInboundIn(data)
+        lastActivity = .now()
+        switch framing {
+        case .data, .chunk:
+            if !waitingForEffect {
+                consumeMessageData(&buffer, context: context)
+            }
+        case .commands:
+            break
+        }
+        if buffer.readableBytes > 0 { lines.append(&buffer) }
+        processInput(context: context)
+    }
+
+    public func channelReadComplete(context: ChannelHandlerContext) {
+        context.flush()
+        context.fireChannelReadComplete()
+    }
+
+    public func read(context: ChannelHandlerContext) {
+        if waitingForEffect || closing || lines.bufferedByteCount > limits.maxBufferedInput {
+            readPending = true
+            return
+        }
+        context.read()
+    }
+
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let tlsEvent = event as? TLSUserEvent, case .handshakeCompleted = tlsEvent, let session {
+            var updated = session
+            let actions = updated.tlsEstablished()
+            self.session = updated
+            run(actions, context: context)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    public func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let sslError = error as? NIOSSLError, case .uncleanShutdown = sslError {
+            // Clients often drop TCP after QUIT without close_notify; nothing to report.
+        } else {
+            logger.debug("smtp connection error", metadata: ["client": "\(clientAddress)", "error": "\(error)"])
+        }
+        closing = true
+        context.close(promise: nil)
+    }
+
+    // MARK: Draining (called from any thread)
+
+    public func drain() {
+        guard let context else { return }
+        context.eventLoop.execute {
+            guard let session = self.session, !self.closing else { return }
+            var updated = session
+            let actions = updated.drain()
+            self.session = updated
+            self.run(actions, context: context)
+            context.flush()
+        }
+    }
+
+    public func forceClose() {
+        guard let context else { return }
+        context.eventLoop.execute {
+            self.closing = true
+            context.close(promise: nil)
+        }
+    }
+
+    // MARK: Input processing
+
+    private func processInput(context: ChannelHandlerContext) {
+        while !waitingForEffect, !closing {
+            switch framing {
+            case .data, .chunk:
+                guard lines.bufferedByteCount > 0 else { return }
+                var rest = lines.takeRemaining()
+                consumeMessageData(&rest, context: context)
+                if rest.readableBytes > 0 { lines.append(&rest) }
+                if case .commands = framing { continue }
+                return
+            case .commands:
+                switch lines.next() {
+                case .line(let line):
+                    let parsed = SMTPCommandParser.parse(line)
+                    apply { $0.receive(parsed) }
+                case .tooLong:
+                    apply { $0.commandLineTooLong() }
+                case .needMoreData:
+                    resumeReadingIfPossible(context: context)
+                    return
+                }
+            }
+        }
+    }
+
+    /// Feeds message bytes to the decoder; switches back to commands when the data or chunk is complete.
+    private func consumeMessageData(_ buffer: inout ByteBuffer, context: ChannelHandlerContext) {
+        guard var decoder, let spool else { return }
+        switch framing {
+        case .data:
+            let finished = decoder.decode(&buffer, into: spool)
+            self.decoder = decoder
+            if finished {
+                framing = .commands
+                let message = ReceivedMessage(size: spool.size, exceededMaximumSize: spool.exceededMaximumSize,
+                                              containsNUL: decoder.containsNUL, lineTooLong: decoder.lineTooLong)
+                apply { $0.messageReceived(message) }
+            }
+        case .chunk(let remaining, let last):
+            let before = buffer.readableBytes
+            _ = decoder.decode(&buffer, limit: remaining, into: spool)
+            let left = remaining - (before - buffer.readableBytes)
+            if left > 0 {
+                self.decoder = decoder
+                framing = .chunk(remaining: left, last: last)
+                return
+            }
+            if last { decoder.finishChunks(into: spool) }
+            self.decoder = decoder
+            framing = .commands
+            let message = ReceivedMessage(size: spool.size, exceededMaximumSize: spool.exceededMaximumSize,
+                                          containsNUL: decoder.containsNUL, lineTooLong: decoder.lineTooLong)
+            apply { $0.chunkReceived(message) }
+        case .commands:
+            return
+        }
+    }
+
+    private func apply(_ event: (inout SMTPSession) -> [SMTPAction]) {
+        guard var session, let context else { return }
+        let actions = event(&session)
+        self.session = session
+        run(actions, context: context)
+        // A transaction that ended without a delivery (refused, reset) leaves no spooled bytes behind.
+        if let current = self.session, !current.isInsideMessage, spool != nil {
+            spool?.discard()
+            spool = nil
+            decoder = nil
+        }
+    }
+
+    // MARK: Actions
+
+    private func run(_ actions: [SMTPAction], context: ChannelHandlerContext) {
+        for action in actions {
+            switch action {
+            case .reply(let reply):
+                writeReply(reply)
+            case .startTLS:
+                startTLS(context: context)
+            case .checkRecipient(let mailbox, let declaredSize):
+                let backend = self.backend
+                perform(context: context, { await backend.checkRecipient(mailbox, declaredSize: declaredSize) }) { handler, verdict in
+                    handler.apply { $0.recipientChecked(verdict) }
+                }
+            case .receiveData:
+                beginMessage(dotStuffed: true)
+                framing = .data
+            case .receiveChunk(let size, let last):
+                if spool == nil { beginMessage(dotStuffed: false) }
+                framing = .chunk(remaining: size, last: last)
+                if size == 0 {
+                    var empty = ByteBuffer()
+                    consumeMessageData(&empty, context: context)
+                }
+            case .deliver(let transaction):
+                let message = spool?.finish()
+                spool = nil
+                decoder = nil
+                guard let message else {
+                    apply { $0.deliveryFinished(.storageFailure, transactionID: transaction.id) }
+                    continue
+                }
+                let backend = self.backend
+                perform(context: context, { await backend.deliver(transaction, message: message) }) { handler, verdict in
+                    handler.apply { $0.deliveryFinished(verdict, transactionID: transaction.id) }
+                }
+            case .close:
+                closing = true
+                closeAfterFlush(context: context)
+            }
+        }
+    }
+
+    private func beginMessage(dotStuffed: Bool) {
+        spool?.discard()
+        spool = MessageSpool(maxSize: configuration.maxMessageSize, memoryLimit: limits.memorySpoolLimit, directory: spoolDirectory)
+        decoder = MessageDataDecoder(dotStuffed: dotStuffed, maxLineLength: limits.maxDataLineLength)
+    }
+
+    /// Runs `work` off the event loop, then `resume` back on it; input waits meanwhile.
+    private func perform<T: Sendable>(context: ChannelHandlerContext, _ work: @escaping @Sendable () async -> T,
+                                      resume: @escaping (SMTPServerHandler, T) -> Void) {
+        waitingForEffect = true
+        context.flush()
+        let promise = context.eventLoop.makePromise(of: T.self)
+        promise.completeWithTask { await work() }
+        promise.futureResult.assumeIsolated().whenSuccess { value in
+            self.waitingForEffect = false
+            guard !self.closing else { return }
+            resume(self, value)
+            // Message data pipelined behind the command may already be waiting.
+            self.processInput(context: context)
+            context.flush()
+        }
+    }
+
+    private func resumeReadingIfPossible(context: ChannelHandlerContext) {
+        if readPending, !waitingForEffect, !closing, lines.bufferedByteCount <= limits.maxBufferedInput {
+            readPending = false
+            context.read()
+        }
+    }
+
+    private func startTLS(context: ChannelHandlerContext) {
+        guard let sslContext else { return }
+        context.flush()
+        // Anything the client sent after STARTTLS in the clear is thrown away, never executed.
+        lines.discardAll()
+        do {
+            try context.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext), position: .first)
+        } catch {
+            logger.error("could not start TLS", metadata: ["error": "\(error)"])
+            closing = true
+            context.close(promise: nil)
+        }
+    }
+
+    private func writeReply(_ reply: SMTPReply) {
+        guard let context else { return }
+        var buffer = context.channel.allocator.buffer(capacity: 64)
+        buffer.writeBytes(reply.encoded)
+        context.write(wrapOutboundOut(buffer), promise: nil)
+    }
+
+    private func closeAfterFlush(context: ChannelHandlerContext) {
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: promise)
+        promise.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+    }
+
+    private func scheduleIdleCheck(context: ChannelHandlerContext) {
+        let timeout = limits.idleTimeout
+        idleCheck = context.eventLoop.assumeIsolated().scheduleTask(deadline: lastActivity + timeout) {
+            guard !self.closing else { return }
+            if self.waitingForEffect || NIODeadline.now() - self.lastActivity < timeout {
+                self.scheduleIdleCheck(context: context)
+                return
+            }
+            self.apply { $0.timedOut() }
+            context.flush()
+        }
+    }
+}

@@ -1,0 +1,459 @@
+// The SMTP server session as a pure state machine (RFC 5321 §4.1.4 command order, §4.2 replies).
+// It takes parsed commands and the outcomes of the effects it asked for, and returns actions:
+// replies to write, framing changes, recipient checks and deliveries for the adapter to run.
+// No sockets, no clock, no store: every test feeds it a transcript and reads the replies.
+
+import FacteurStore
+import Foundation
+
+/// What the adapter must do, in order.
+public enum SMTPAction: Equatable, Sendable {
+    case reply(SMTPReply)
+    /// Write the pending replies, then put TLS in front and throw away anything the client
+    /// pipelined after STARTTLS (RFC 3207 §4.2; CVE-2011-0411).
+    case startTLS
+    /// Check a recipient, then call `recipientChecked(_:)`.
+    case checkRecipient(SMTPMailbox, declaredSize: Int?)
+    /// Read dot-stuffed message data up to `<CRLF>.<CRLF>`, then call `messageReceived(_:)`.
+    case receiveData
+    /// Read exactly `size` octets of a BDAT chunk, then call `chunkReceived(_:)`.
+    case receiveChunk(size: Int, last: Bool)
+    /// Store the message, then call `deliveryFinished(_:)`.
+    case deliver(SMTPTransaction)
+    /// Close the connection once the replies are written.
+    case close
+}
+
+/// A local account a recipient resolved to.
+public struct LocalRecipient: Equatable, Sendable {
+    public var accountID: Int64
+    public var address: String
+    public init(accountID: Int64, address: String) { self.accountID = accountID; self.address = address }
+}
+
+/// The outcome of checking one RCPT TO.
+public enum RecipientVerdict: Equatable, Sendable {
+    case accepted([LocalRecipient])
+    case unknownUser
+    case relayDenied
+    case mailboxFull
+    case tooLargeForMailbox
+    case temporaryFailure
+}
+
+/// How the message data went; problems found while streaming it.
+public struct ReceivedMessage: Sendable, Equatable {
+    public var size: Int
+    public var exceededMaximumSize: Bool
+    public var containsNUL: Bool
+    public var lineTooLong: Bool
+    public init(size: Int, exceededMaximumSize: Bool = false, containsNUL: Bool = false, lineTooLong: Bool = false) {
+        self.size = size; self.exceededMaximumSize = exceededMaximumSize; self.containsNUL = containsNUL; self.lineTooLong = lineTooLong
+    }
+}
+
+public enum DeliveryVerdict: Equatable, Sendable {
+    /// Stored for every recipient (or at least one; see the adapter's log for the others).
+    case stored
+    /// Nobody could take it because their mailboxes are full.
+    case mailboxFull
+    /// The store could not write (disk full, I/O error): nothing was kept.
+    case storageFailure
+}
+
+/// Everything known about a message transaction when its data is complete.
+public struct SMTPTransaction: Equatable, Sendable {
+    public struct Recipient: Equatable, Sendable {
+        public var mailbox: SMTPMailbox
+        public var accounts: [LocalRecipient]
+    }
+    public var id: String
+    public var sender: SMTPMailbox?
+    public var recipients: [Recipient]
+    public var heloName: String
+    public var clientAddress: String
+    /// RFC 3848 / RFC 6531 §3.7.3 protocol name for the Received header: ESMTP, ESMTPS, UTF8SMTPS, …
+    public var receivedProtocol: String
+    public var size: Int
+}
+
+public struct SMTPSessionConfiguration: Sendable {
+    public var hostname: String
+    public var maxMessageSize: Int
+    public var maxRecipients: Int
+    /// Failed commands tolerated before the session is closed (421).
+    public var maxErrors: Int
+    /// Whether STARTTLS can be offered (a certificate is configured).
+    public var tlsAvailable: Bool
+    /// Implicit TLS listener (smtps/submissions): the session is already under TLS.
+    public var implicitTLS: Bool
+
+    public init(hostname: String, maxMessageSize: Int = 50 * 1024 * 1024, maxRecipients: Int = 100, maxErrors: Int = 20,
+                tlsAvailable: Bool = true, implicitTLS: Bool = false) {
+        self.hostname = hostname; self.maxMessageSize = maxMessageSize; self.maxRecipients = maxRecipients
+        self.maxErrors = maxErrors; self.tlsAvailable = tlsAvailable; self.implicitTLS = implicitTLS
+    }
+}
+
+public struct SMTPSession: Sendable {
+    enum Phase: Equatable {
+        case greeting           // before EHLO/HELO
+        case ready              // after EHLO/HELO, no transaction
+        case mail               // MAIL accepted, collecting RCPT
+        case checkingRecipient  // waiting for recipientChecked
+        case data               // reading DATA
+        case chunk(last: Bool)  // reading a BDAT chunk
+        case chunksOpen         // between BDAT chunks
+        case delivering         // waiting for deliveryFinished
+        case closed
+    }
+
+    public let configuration: SMTPSessionConfiguration
+    public let clientAddress: String
+    private let makeTransactionID: @Sendable () -> String
+
+    private(set) var phase: Phase = .greeting
+    public private(set) var tlsActive: Bool
+    private var heloName: String?
+    private var extended = false
+    private var sender: SMTPMailbox??
+    private var declaredSize: Int?
+    private var smtpUTF8 = false
+    private var recipients: [SMTPTransaction.Recipient] = []
+    private var pendingRecipient: SMTPMailbox?
+    private var usingChunks = false
+    private var chunkFailed: SMTPReply?
+    private var receivedSize = 0
+    private var errors = 0
+    private var draining = false
+
+    public init(configuration: SMTPSessionConfiguration, clientAddress: String,
+                makeTransactionID: @escaping @Sendable () -> String = SMTPSession.randomTransactionID) {
+        self.configuration = configuration
+        self.clientAddress = clientAddress
+        self.makeTransactionID = makeTransactionID
+        self.tlsActive = configuration.implicitTLS
+    }
+
+    public var isClosed: Bool { phase == .closed }
+    /// True while message data is being read or stored: shutdown lets these finish.
+    public var isInsideMessage: Bool {
+        switch phase {
+        case .data, .chunk, .chunksOpen, .delivering: return true
+        default: return false
+        }
+    }
+
+    // MARK: Events
+
+    public mutating func start() -> [SMTPAction] {
+        [.reply(SMTPReply(220, nil, "\(configuration.hostname) ESMTP Facteur"))]
+    }
+
+    public mutating func receive(_ parsed: Result<SMTPCommand, SMTPReply>) -> [SMTPAction] {
+        guard phase != .closed else { return [] }
+        switch parsed {
+        case .failure(let reply): return fail(reply)
+        case .success(let command): return handle(command)
+        }
+    }
+
+    public mutating func commandLineTooLong() -> [SMTPAction] {
+        fail(.lineTooLong)
+    }
+
+    public mutating func recipientChecked(_ verdict: RecipientVerdict) -> [SMTPAction] {
+        guard phase == .checkingRecipient, let mailbox = pendingRecipient else { return [] }
+        phase = .mail
+        pendingRecipient = nil
+        switch verdict {
+        case .accepted(let accounts):
+            recipients.append(.init(mailbox: mailbox, accounts: accounts))
+            return [.reply(SMTPReply(250, "2.1.5", "Ok"))]
+        case .unknownUser:
+            return fail(SMTPReply(550, "5.1.1", "<\(mailbox)>: Recipient address rejected: no such user"))
+        case .relayDenied:
+            return fail(SMTPReply(550, "5.7.1", "<\(mailbox)>: Relay access denied"))
+        case .mailboxFull:
+            return fail(SMTPReply(452, "4.2.2", "<\(mailbox)>: Mailbox full"))
+        case .tooLargeForMailbox:
+            return fail(SMTPReply(552, "5.2.2", "<\(mailbox)>: Message larger than the mailbox quota"))
+        case .temporaryFailure:
+            return fail(SMTPReply(451, "4.3.0", "<\(mailbox)>: Temporary lookup failure, try again later"))
+        }
+    }
+
+    /// The whole DATA section has arrived (after `<CRLF>.<CRLF>`).
+    public mutating func messageReceived(_ message: ReceivedMessage) -> [SMTPAction] {
+        guard phase == .data else { return [] }
+        if let problem = problem(with: message) {
+            resetTransaction()
+            return fail(problem) + afterTransactionIfDraining()
+        }
+        return deliver(size: message.size)
+    }
+
+    /// One BDAT chunk has been read; `total` describes the message so far.
+    public mutating func chunkReceived(_ total: ReceivedMessage) -> [SMTPAction] {
+        guard case .chunk(let last) = phase else { return [] }
+        receivedSize = total.size
+        if chunkFailed == nil, let problem = problem(with: total) { chunkFailed = problem }
+        if !last {
+            phase = .chunksOpen
+            if let failure = chunkFailed { return fail(failure) }
+            return [.reply(SMTPReply(250, "2.0.0", "\(total.size) octets received"))]
+        }
+        if let failure = chunkFailed {
+            resetTransaction()
+            return fail(failure) + afterTransactionIfDraining()
+        }
+        return deliver(size: total.size)
+    }
+
+    public mutating func deliveryFinished(_ verdict: DeliveryVerdict, transactionID: String) -> [SMTPAction] {
+        guard phase == .delivering else { return [] }
+        resetTransaction()
+        let reply: SMTPReply
+        switch verdict {
+        case .stored: reply = SMTPReply(250, "2.0.0", "Ok: queued as \(transactionID)")
+        case .mailboxFull: reply = SMTPReply(452, "4.2.2", "Mailbox full, try again later")
+        case .storageFailure: reply = SMTPReply(452, "4.3.1", "Insufficient system storage, try again later")
+        }
+        return [.reply(reply)] + afterTransactionIfDraining()
+    }
+
+    public mutating func tlsEstablished() -> [SMTPAction] {
+        // RFC 3207 §4.2: discard all knowledge obtained from the client; it must EHLO again.
+        tlsActive = true
+        heloName = nil
+        extended = false
+        resetTransaction()
+        phase = .greeting
+        return []
+    }
+
+    public mutating func timedOut() -> [SMTPAction] {
+        guard phase != .closed else { return [] }
+        phase = .closed
+        return [.reply(.timeout), .close]
+    }
+
+    /// The server is shutting down: leave now when idle, after the current message otherwise.
+    public mutating func drain() -> [SMTPAction] {
+        guard phase != .closed else { return [] }
+        draining = true
+        if isInsideMessage || phase == .checkingRecipient { return [] }
+        phase = .closed
+        return [.reply(.shuttingDown), .close]
+    }
+
+    // MARK: Commands
+
+    private mutating func handle(_ command: SMTPCommand) -> [SMTPAction] {
+        switch command {
+        case .ehlo(let name), .helo(let name):
+            let isEHLO: Bool
+            if case .ehlo = command { isEHLO = true } else { isEHLO = false }
+            heloName = name
+            extended = isEHLO
+            resetTransaction()
+            phase = .ready
+            if isEHLO { return [.reply(SMTPReply(250, nil, ehloLines(greeting: name)))] }
+            return [.reply(SMTPReply(250, nil, "\(configuration.hostname)"))]
+
+        case .mail(let from, let parameters):
+            guard phase != .greeting else { return fail(SMTPReply(503, "5.5.1", "Send EHLO or HELO first")) }
+            guard phase == .ready else { return fail(SMTPReply(503, "5.5.1", "Nested MAIL command")) }
+            return mail(from: from, parameters: parameters)
+
+        case .rcpt(let to, let parameters):
+            guard phase == .mail else { return fail(SMTPReply(503, "5.5.1", "Need MAIL command first")) }
+            return rcpt(to: to, parameters: parameters)
+
+        case .data:
+            switch phase {
+            case .greeting, .ready: return fail(SMTPReply(503, "5.5.1", "Need MAIL command first"))
+            case .chunksOpen: return fail(SMTPReply(503, "5.5.1", "DATA not allowed after BDAT"))
+            case .mail:
+                guard !recipients.isEmpty else { return fail(SMTPReply(554, "5.5.1", "No valid recipients")) }
+                phase = .data
+                return [.reply(SMTPReply(354, nil, "End data with <CR><LF>.<CR><LF>")), .receiveData]
+            default: return fail(.badSequence)
+            }
+
+        case .bdat(let size, let last):
+            // RFC 3030 §2: the chunk must be read whatever the outcome, or the session desynchronises.
+            switch phase {
+            case .mail, .chunksOpen:
+                if recipients.isEmpty, chunkFailed == nil {
+                    chunkFailed = SMTPReply(554, "5.5.1", "No valid recipients")
+                }
+            default:
+                if chunkFailed == nil {
+                    chunkFailed = phase == .greeting ? SMTPReply(503, "5.5.1", "Send EHLO or HELO first") : SMTPReply(503, "5.5.1", "Need MAIL command first")
+                }
+            }
+            usingChunks = true
+            phase = .chunk(last: last)
+            return [.receiveChunk(size: size, last: last)]
+
+        case .rset:
+            resetTransaction()
+            return [.reply(.ok())]
+
+        case .noop:
+            return [.reply(.ok())]
+
+        case .quit:
+            phase = .closed
+            return [.reply(SMTPReply(221, "2.0.0", "Bye")), .close]
+
+        case .vrfy:
+            // RFC 5321 §3.5.3: 252 says "send it and we'll see" without revealing accounts.
+            return [.reply(SMTPReply(252, "2.5.2", "Cannot VRFY user, but will accept message and attempt delivery"))]
+
+        case .expn:
+            return fail(SMTPReply(502, "5.5.1", "EXPN not available"))
+
+        case .help:
+            return [.reply(SMTPReply(214, "2.0.0", ["Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS",
+                                                     "See RFC 5321"]))]
+
+        case .startTLS:
+            guard configuration.tlsAvailable, !tlsActive else {
+                return fail(SMTPReply(502, "5.5.1", tlsActive ? "TLS already active" : "STARTTLS not available"))
+            }
+            guard phase == .ready || phase == .greeting else { return fail(SMTPReply(503, "5.5.1", "STARTTLS not allowed inside a transaction")) }
+            return [.reply(SMTPReply(220, "2.0.0", "Ready to start TLS")), .startTLS]
+
+        case .auth:
+            // Inbound MX: authentication lives on the submission listeners (RFC 6409).
+            return fail(SMTPReply(502, "5.5.1", "AUTH not available on this port"))
+        }
+    }
+
+    private func ehloLines(greeting name: String) -> [String] {
+        var lines = ["\(configuration.hostname) greets \(name)",
+                     "PIPELINING",
+                     "SIZE \(configuration.maxMessageSize)",
+                     "8BITMIME",
+                     "SMTPUTF8",
+                     "ENHANCEDSTATUSCODES",
+                     "CHUNKING"]
+        if configuration.tlsAvailable, !tlsActive { lines.append("STARTTLS") }
+        lines.append("HELP")
+        return lines
+    }
+
+    private mutating func mail(from: SMTPMailbox?, parameters: SMTPParameters) -> [SMTPAction] {
+        var size: Int?
+        var utf8 = false
+        for (keyword, value) in parameters.items {
+            switch keyword {
+            case "SIZE":
+                // RFC 1870 §6: refuse at MAIL a declared size over the fixed maximum.
+                guard let value, value.utf8.count <= 18, let declared = Int(value), declared >= 0 else {
+                    return fail(SMTPReply(501, "5.5.4", "Bad SIZE parameter"))
+                }
+                guard declared <= configuration.maxMessageSize else {
+                    return fail(SMTPReply(552, "5.3.4", "Message size exceeds fixed maximum message size"))
+                }
+                size = declared
+            case "BODY":
+                guard let body = value?.uppercased(), body == "7BIT" || body == "8BITMIME" else {
+                    return fail(SMTPReply(555, "5.5.4", "Unsupported BODY type"))
+                }
+            case "SMTPUTF8":
+                guard value == nil else { return fail(SMTPReply(501, "5.5.4", "SMTPUTF8 takes no value")) }
+                utf8 = true
+            case "AUTH":
+                continue  // RFC 4954 §5: only meaningful from trusted, authenticated peers; ignored.
+            case "RET", "ENVID":
+                return fail(SMTPReply(555, "5.5.4", "DSN parameters are not supported yet"))
+            default:
+                return fail(SMTPReply(555, "5.5.4", "Unsupported parameter \(keyword)"))
+            }
+        }
+        if let from, !from.isASCII, !utf8 {
+            return fail(SMTPReply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"))
+        }
+        sender = .some(from)
+        declaredSize = size
+        smtpUTF8 = utf8
+        phase = .mail
+        return [.reply(SMTPReply(250, "2.1.0", "Ok"))]
+    }
+
+    private mutating func rcpt(to: SMTPMailbox, parameters: SMTPParameters) -> [SMTPAction] {
+        for (keyword, _) in parameters.items {
+            switch keyword {
+            case "NOTIFY", "ORCPT": return fail(SMTPReply(555, "5.5.4", "DSN parameters are not supported yet"))
+            default: return fail(SMTPReply(555, "5.5.4", "Unsupported parameter \(keyword)"))
+            }
+        }
+        if !to.isASCII, !smtpUTF8 {
+            return fail(SMTPReply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"))
+        }
+        guard recipients.count < configuration.maxRecipients else {
+            // RFC 5321 §4.5.3.1.10: 452 for too many recipients, so the client sends the rest later.
+            return fail(SMTPReply(452, "4.5.3", "Too many recipients"))
+        }
+        pendingRecipient = to
+        phase = .checkingRecipient
+        return [.checkRecipient(to, declaredSize: declaredSize)]
+    }
+
+    // MARK: Helpers
+
+    private func problem(with message: ReceivedMessage) -> SMTPReply? {
+        if message.exceededMaximumSize { return SMTPReply(552, "5.3.4", "Message size exceeds fixed maximum message size") }
+        if message.containsNUL { return SMTPReply(554, "5.6.0", "Message contains NUL characters") }
+        if message.lineTooLong { return SMTPReply(554, "5.6.0", "Message contains a line that is too long") }
+        return nil
+    }
+
+    private mutating func deliver(size: Int) -> [SMTPAction] {
+        guard let sender, let heloName else { resetTransaction(); return fail(.badSequence) }
+        phase = .delivering
+        var proto = smtpUTF8 ? "UTF8SMTP" : (extended ? "ESMTP" : "SMTP")
+        if tlsActive { proto += "S" }
+        let transaction = SMTPTransaction(
+            id: makeTransactionID(), sender: sender, recipients: recipients, heloName: heloName,
+            clientAddress: clientAddress, receivedProtocol: proto, size: size)
+        return [.deliver(transaction)]
+    }
+
+    private mutating func afterTransactionIfDraining() -> [SMTPAction] {
+        guard draining, phase != .closed else { return [] }
+        phase = .closed
+        return [.reply(.shuttingDown), .close]
+    }
+
+    private mutating func resetTransaction() {
+        sender = nil
+        declaredSize = nil
+        smtpUTF8 = false
+        recipients = []
+        pendingRecipient = nil
+        usingChunks = false
+        chunkFailed = nil
+        receivedSize = 0
+        if phase != .closed { phase = heloName == nil ? .greeting : .ready }
+    }
+
+    private mutating func fail(_ reply: SMTPReply) -> [SMTPAction] {
+        errors += 1
+        if errors > configuration.maxErrors {
+            phase = .closed
+            return [.reply(reply), .reply(.tooManyErrors), .close]
+        }
+        return [.reply(reply)]
+    }
+
+    /// 12 characters of Crockford base32 from the system RNG: unique enough to find a message in logs.
+    public static let randomTransactionID: @Sendable () -> String = {
+        let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8)
+        var generator = SystemRandomNumberGenerator()
+        return String(decoding: (0..<12).map { _ in alphabet[Int(generator.next() % 32)] }, as: UTF8.self)
+    }
+}

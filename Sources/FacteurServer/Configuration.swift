@@ -1,0 +1,276 @@
+// FacteurServer: the composition root — loads the configuration, opens the store, starts every
+// listener under swift-service-lifecycle and shuts them down gracefully.
+//
+// This file: the TOML configuration (server settings only; domains, accounts and aliases live in
+// the store and are managed with the CLI). Every error names the file, the key and what is wrong,
+// and the server never starts half-configured.
+
+import Foundation
+import TOMLKit
+
+public enum ListenerProtocol: String, CaseIterable, Sendable {
+    case smtp, submission, submissions, imap, imaps, pop3, pop3s, http
+
+    /// Protocols whose servers exist today; the others are refused with a clear message.
+    public static let implemented: Set<ListenerProtocol> = [.smtp]
+
+    public var defaultTLS: TLSMode {
+        switch self {
+        case .submissions, .imaps, .pop3s: return .implicit
+        case .http: return .none
+        default: return .starttls
+        }
+    }
+}
+
+public enum TLSMode: String, Sendable {
+    case none, starttls, implicit
+}
+
+public struct ListenerConfiguration: Equatable, Sendable {
+    public var proto: ListenerProtocol
+    public var address: String
+    public var port: Int
+    public var tls: TLSMode
+    public init(proto: ListenerProtocol, address: String, port: Int, tls: TLSMode? = nil) {
+        self.proto = proto; self.address = address; self.port = port; self.tls = tls ?? proto.defaultTLS
+    }
+}
+
+public struct ServerConfiguration: Sendable {
+    /// The name the server calls itself in greetings and Received headers.
+    public var hostname = "localhost"
+    /// The domain created on first start, where the admin account lives and where a bare
+    /// `<postmaster>` goes.
+    public var primaryDomain = "localhost"
+    public var dataDirectory = "./facteur-data"
+    public var logLevel = "info"
+    /// Certificate and key for every TLS listener; relative paths are inside the data folder.
+    /// Missing files are generated (self-signed) on start when `generateSelfSigned` is true.
+    public var certificate = "tls/cert.pem"
+    public var key = "tls/key.pem"
+    public var generateSelfSigned = true
+    /// Certificates by host name, chosen by SNI.
+    public var domainCertificates: [String: (certificate: String, key: String)] = [:]
+    public var maxMessageSize = 50 * 1024 * 1024
+    public var maxRecipients = 100
+    public var maxErrors = 20
+    public var maxConnections = 10_000
+    public var maxConnectionsPerAddress = 50
+    public var idleTimeoutSeconds = 300
+    public var shutdownGraceSeconds = 30
+    public var listeners: [ListenerConfiguration] = [ListenerConfiguration(proto: .smtp, address: "127.0.0.1", port: 2525)]
+
+    public init() {}
+
+    /// A path from the config, made absolute against the data folder.
+    public func resolve(_ path: String) -> String {
+        path.hasPrefix("/") ? path : "\(dataDirectory)/\(path)"
+    }
+}
+
+public struct ConfigurationError: Error, CustomStringConvertible {
+    public var file: String
+    public var location: String
+    public var message: String
+    public var description: String { "\(file): \(location): \(message)" }
+}
+
+extension ServerConfiguration {
+    /// Reads a TOML file. Unknown keys are errors too: a typo must not be silently ignored.
+    public static func load(file: String) throws -> ServerConfiguration {
+        let text: String
+        do {
+            text = try String(contentsOfFile: file, encoding: .utf8)
+        } catch {
+            throw ConfigurationError(file: file, location: "-", message: "cannot read file (\(error.localizedDescription))")
+        }
+        return try parse(text, file: file)
+    }
+
+    public static func parse(_ text: String, file: String) throws -> ServerConfiguration {
+        let root: TOMLTable
+        do {
+            root = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigurationError(file: file, location: "line \(error.source.begin.line), column \(error.source.begin.column)",
+                                     message: error.description)
+        }
+        var reader = TableReader(table: root, path: "", file: file)
+        var config = ServerConfiguration()
+        if let value = try reader.string("hostname") { config.hostname = try validHostname(value, key: "hostname", file: file) }
+        if let value = try reader.string("primary_domain") { config.primaryDomain = try validHostname(value, key: "primary_domain", file: file).lowercased() }
+        if let value = try reader.string("data") { config.dataDirectory = value }
+        if let value = try reader.string("log_level") {
+            guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(value) else {
+                throw ConfigurationError(file: file, location: "log_level", message: "must be one of trace, debug, info, notice, warning, error, critical")
+            }
+            config.logLevel = value
+        }
+        if var tls = try reader.table("tls") {
+            if let value = try tls.string("certificate") { config.certificate = value }
+            if let value = try tls.string("key") { config.key = value }
+            if let value = try tls.bool("generate_self_signed") { config.generateSelfSigned = value }
+            if var domains = try tls.table("domains") {
+                for host in domains.keys {
+                    guard var entry = try domains.table(host) else { continue }
+                    guard let certificate = try entry.string("certificate"), let key = try entry.string("key") else {
+                        throw ConfigurationError(file: file, location: "tls.domains.\(host)", message: "needs both certificate and key")
+                    }
+                    try entry.finish()
+                    config.domainCertificates[host.lowercased()] = (certificate, key)
+                }
+                try domains.finish()
+            }
+            try tls.finish()
+        }
+        if var limits = try reader.table("limits") {
+            if let value = try limits.int("max_message_size", min: 1024) { config.maxMessageSize = value }
+            if let value = try limits.int("max_recipients", min: 1) { config.maxRecipients = value }
+            if let value = try limits.int("max_errors", min: 1) { config.maxErrors = value }
+            if let value = try limits.int("max_connections", min: 1) { config.maxConnections = value }
+            if let value = try limits.int("max_connections_per_ip", min: 1) { config.maxConnectionsPerAddress = value }
+            if let value = try limits.int("idle_timeout", min: 1) { config.idleTimeoutSeconds = value }
+            if let value = try limits.int("shutdown_grace", min: 0) { config.shutdownGraceSeconds = value }
+            try limits.finish()
+        }
+        if let listeners = try reader.tableArray("listener") {
+            config.listeners = []
+            for (index, var entry) in listeners.enumerated() {
+                let location = "listener[\(index)]"
+                guard let protoName = try entry.string("protocol") else {
+                    throw ConfigurationError(file: file, location: "\(location).protocol", message: "missing")
+                }
+                guard let proto = ListenerProtocol(rawValue: protoName) else {
+                    throw ConfigurationError(file: file, location: "\(location).protocol",
+                                             message: "unknown protocol \"\(protoName)\" (one of \(ListenerProtocol.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                let address = try entry.string("address") ?? "127.0.0.1"
+                guard let port = try entry.int("port", min: 0, max: 65535) else {
+                    throw ConfigurationError(file: file, location: "\(location).port", message: "missing")
+                }
+                var tls: TLSMode?
+                if let mode = try entry.string("tls") {
+                    guard let parsed = TLSMode(rawValue: mode) else {
+                        throw ConfigurationError(file: file, location: "\(location).tls", message: "must be none, starttls or implicit")
+                    }
+                    tls = parsed
+                }
+                try entry.finish()
+                config.listeners.append(ListenerConfiguration(proto: proto, address: address, port: port, tls: tls))
+            }
+        }
+        try reader.finish()
+        return config
+    }
+
+    private static func validHostname(_ value: String, key: String, file: String) throws -> String {
+        let allowed = value.utf8.allSatisfy { $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") || ($0 >= 48 && $0 <= 57) || ($0 | 0x20 >= 97 && $0 | 0x20 <= 122) }
+        guard !value.isEmpty, allowed, !value.hasPrefix("."), !value.hasSuffix(".") else {
+            throw ConfigurationError(file: file, location: key, message: "\"\(value)\" is not a host name")
+        }
+        return value
+    }
+
+    /// Applies `--listen PROTO=ADDRESS:PORT` options: they replace the configured listeners.
+    public mutating func replaceListeners(with specs: [String]) throws {
+        guard !specs.isEmpty else { return }
+        listeners = try specs.map { try ListenerConfiguration.parse($0) }
+    }
+
+    /// Refuses protocols that are not built yet, with a clear message.
+    public func validateListeners() throws {
+        for listener in listeners where !ListenerProtocol.implemented.contains(listener.proto) {
+            throw ConfigurationError(file: "listeners", location: listener.proto.rawValue,
+                                     message: "the \(listener.proto.rawValue) server is not available in this version of Facteur yet")
+        }
+    }
+}
+
+extension ListenerConfiguration {
+    /// `smtp=127.0.0.1:2525`, `imaps=[::1]:993`, `smtp=:25` (all addresses).
+    public static func parse(_ spec: String) throws -> ListenerConfiguration {
+        let fail = { (why: String) in ConfigurationError(file: "--listen", location: spec, message: why) }
+        guard let equals = spec.firstIndex(of: "=") else { throw fail("expected PROTO=ADDRESS:PORT") }
+        let name = String(spec[..<equals]).lowercased()
+        guard let proto = ListenerProtocol(rawValue: name) else {
+            throw fail("unknown protocol \"\(name)\" (one of \(ListenerProtocol.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        let target = spec[spec.index(after: equals)...]
+        guard let colon = target.lastIndex(of: ":") else { throw fail("expected ADDRESS:PORT") }
+        var address = String(target[..<colon])
+        if address.hasPrefix("["), address.hasSuffix("]") { address = String(address.dropFirst().dropLast()) }
+        if address.isEmpty { address = "0.0.0.0" }
+        guard let port = Int(target[target.index(after: colon)...]), (0...65535).contains(port) else {
+            throw fail("port must be a number from 0 to 65535")
+        }
+        return ListenerConfiguration(proto: proto, address: address, port: port)
+    }
+}
+
+/// Reads keys out of a TOML table, remembering which it used so that leftovers are reported.
+private struct TableReader {
+    let table: TOMLTable
+    let path: String
+    let file: String
+    var used: Set<String> = []
+
+    init(table: TOMLTable, path: String, file: String) {
+        self.table = table; self.path = path; self.file = file
+    }
+
+    var keys: [String] { table.keys }
+
+    private func location(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+
+    private func error(_ key: String, _ message: String) -> ConfigurationError {
+        ConfigurationError(file: file, location: location(key), message: message)
+    }
+
+    mutating func string(_ key: String) throws -> String? {
+        used.insert(key)
+        guard let value = table[key] else { return nil }
+        guard let string = value.string else { throw error(key, "must be a string") }
+        return string
+    }
+
+    mutating func bool(_ key: String) throws -> Bool? {
+        used.insert(key)
+        guard let value = table[key] else { return nil }
+        guard let bool = value.bool else { throw error(key, "must be true or false") }
+        return bool
+    }
+
+    mutating func int(_ key: String, min: Int = .min, max: Int = .max) throws -> Int? {
+        used.insert(key)
+        guard let value = table[key] else { return nil }
+        guard let int = value.int else { throw error(key, "must be an integer") }
+        guard int >= min, int <= max else { throw error(key, "must be between \(min) and \(max)") }
+        return int
+    }
+
+    mutating func table(_ key: String) throws -> TableReader? {
+        used.insert(key)
+        guard let value = table[key] else { return nil }
+        guard let sub = value.table else { throw error(key, "must be a table") }
+        return TableReader(table: sub, path: location(key), file: file)
+    }
+
+    mutating func tableArray(_ key: String) throws -> [TableReader]? {
+        used.insert(key)
+        guard let value = table[key] else { return nil }
+        guard let array = value.array else { throw error(key, "must be an array of tables ([[\(key)]])") }
+        var readers: [TableReader] = []
+        for index in 0..<array.count {
+            guard let sub = array[index].table else { throw error("\(key)[\(index)]", "must be a table") }
+            readers.append(TableReader(table: sub, path: "\(location(key))[\(index)]", file: file))
+        }
+        return readers
+    }
+
+    func finish() throws {
+        for key in table.keys where !used.contains(key) {
+            throw error(key, "unknown key")
+        }
+    }
+}

@@ -1,5 +1,0 @@
-import XCTest
-
-final class PlaceholderFacteurSMTPTests: XCTestCase {
-    func testNothingYet() {}
-}

@@ -1,0 +1,331 @@
+import Foundation
+@testable import FacteurSMTP
+import XCTest
+
+/// Drives an `SMTPSession` like the NIO adapter does, with scripted effect outcomes.
+struct SessionDriver {
+    var session: SMTPSession
+    var verdicts: [String: RecipientVerdict] = [:]
+    var deliveryVerdict: DeliveryVerdict = .stored
+    var delivered: [SMTPTransaction] = []
+    var startedTLS = false
+    var closed = false
+    var pendingData = false
+    var pendingChunk: (size: Int, last: Bool)?
+
+    init(configuration: SMTPSessionConfiguration = SMTPSessionConfiguration(hostname: "mx.example.org", maxMessageSize: 1000, maxRecipients: 3, maxErrors: 5)) {
+        session = SMTPSession(configuration: configuration, clientAddress: "192.0.2.7", makeTransactionID: { "TESTID" })
+    }
+
+    /// Sends one command line; returns the replies as "code enhanced" strings.
+    mutating func send(_ line: String) -> [String] {
+        run(session.receive(SMTPCommandParser.parse(Array(line.utf8))))
+    }
+
+    mutating func dataEnds(_ message: ReceivedMessage) -> [String] {
+        XCTAssertTrue(pendingData, "no DATA in progress")
+        pendingData = false
+        return run(session.messageReceived(message))
+    }
+
+    mutating func chunkEnds(_ total: ReceivedMessage) -> [String] {
+        XCTAssertNotNil(pendingChunk, "no BDAT in progress")
+        pendingChunk = nil
+        return run(session.chunkReceived(total))
+    }
+
+    mutating func run(_ actions: [SMTPAction]) -> [String] {
+        var replies: [String] = []
+        for action in actions {
+            switch action {
+            case .reply(let reply):
+                replies.append([String(reply.code), reply.enhanced].compactMap { $0 }.joined(separator: " "))
+            case .startTLS: startedTLS = true
+            case .close: closed = true
+            case .checkRecipient(let mailbox, _):
+                let verdict = verdicts[mailbox.description] ?? .accepted([LocalRecipient(accountID: 1, address: mailbox.description)])
+                replies += run(session.recipientChecked(verdict))
+            case .receiveData: pendingData = true
+            case .receiveChunk(let size, let last): pendingChunk = (size, last)
+            case .deliver(let transaction):
+                delivered.append(transaction)
+                replies += run(session.deliveryFinished(deliveryVerdict, transactionID: transaction.id))
+            }
+        }
+        return replies
+    }
+}
+
+final class SMTPSessionTests: XCTestCase {
+    func testHappyPathTranscript() {
+        var d = SessionDriver()
+        XCTAssertEqual(d.run(d.session.start()), ["220"])
+        XCTAssertEqual(d.send("EHLO client.example"), ["250"])
+        XCTAssertEqual(d.send("MAIL FROM:<alice@example.net> SIZE=500"), ["250 2.1.0"])
+        XCTAssertEqual(d.send("RCPT TO:<bob@example.org>"), ["250 2.1.5"])
+        XCTAssertEqual(d.send("DATA"), ["354"])
+        XCTAssertEqual(d.dataEnds(ReceivedMessage(size: 400)), ["250 2.0.0"])
+        XCTAssertEqual(d.delivered.count, 1)
+        let transaction = d.delivered[0]
+        XCTAssertEqual(transaction.sender, SMTPMailbox(localPart: "alice", domain: "example.net"))
+        XCTAssertEqual(transaction.recipients.map(\.mailbox.description), ["bob@example.org"])
+        XCTAssertEqual(transaction.heloName, "client.example")
+        XCTAssertEqual(transaction.receivedProtocol, "ESMTP")
+        XCTAssertEqual(transaction.size, 400)
+        // A second transaction in the same session.
+        XCTAssertEqual(d.send("MAIL FROM:<>"), ["250 2.1.0"])
+        XCTAssertEqual(d.send("RCPT TO:<bob@example.org>"), ["250 2.1.5"])
+        XCTAssertEqual(d.send("DATA"), ["354"])
+        XCTAssertEqual(d.dataEnds(ReceivedMessage(size: 10)), ["250 2.0.0"])
+        XCTAssertEqual(d.delivered[1].sender, nil)
+        XCTAssertEqual(d.send("QUIT"), ["221 2.0.0"])
+        XCTAssertTrue(d.closed)
+    }
+
+    func testEHLOAdvertisesExtensions() {
+        var session = SMTPSession(configuration: .init(hostname: "mx.example.org", maxMessageSize: 1234), clientAddress: "::1")
+        guard case .reply(let reply)? = session.receive(.success(.ehlo("c"))).first else { return XCTFail("no reply") }
+        XCTAssertEqual(Array(reply.lines.dropFirst()), ["PIPELINING", "SIZE 1234", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "CHUNKING", "STARTTLS", "HELP"])
+        XCTAssertFalse(reply.lines.contains("DSN"), "DSN is advertised only once bounces exist")
+    }
+
+    func testCommandOrderIsEnforced() {
+        var d = SessionDriver()
+        XCTAssertEqual(d.send("MAIL FROM:<a@example.net>"), ["503 5.5.1"])
+        XCTAssertEqual(d.send("RCPT TO:<b@example.org>"), ["503 5.5.1"])
+        XCTAssertEqual(d.send("DATA"), ["503 5.5.1"])
+        XCTAssertEqual(d.send("HELO client"), ["250"])
+        XCTAssertEqual(d.send("RCPT TO:<b@example.org>"), ["503 5.5.1"])
+        XCTAssertEqual(d.send("MAIL FROM:<a@example.net>"), ["250 2.1.0"])
+        XCTAssertEqual(d.send("MAIL FROM:<a@example.net>"), ["503 5.5.1"])
+    }
+
+    func testDataWithoutValidRecipients() {
+        var d = SessionDriver()
+        d.verdicts["nobody@example.org"] = .unknownUser
+        _ = d.send("EHLO c")
+        _ = d.send("MAIL FROM:<a@example.net>")
+        XCTAssertEqual(d.send("RCPT TO:<nobody@example.org>"), ["550 5.1.1"])
+        XCTAssertEqual(d.send("DATA"), ["554 5.5.1"])
+        XCTAssertFalse(d.pendingData)
+    }
+
+    func testRecipientVerdicts() {
+        var d = SessionDriver(configuration: .init(hostname: "mx", maxMessageSize: 1000, maxRecipients: 10, maxErrors: 50))
+        d.verdicts["x@elsewhere.example"] = .relayDenied
+        d.verdicts["full@example.org"] = .mailboxFull
+        d.verdicts["small@example.org"] = .tooLargeForMailbox
+        d.verdicts["flaky@example.org"] = .temporaryFailure
+        _ = d.send("EHLO c")
+        _ = d.send("MAIL FROM:<a@example.net>")
+        XCTAssertEqual(d.send("RCPT TO:<x@elsewhere.example>"), ["550 5.7.1"])
+        XCTAssertEqual(d.send("RCPT TO:<full@example.org>"), ["452 4.2.2"])
+        XCTAssertEqual(d.send("RCPT TO:<small@example.org>"), ["552 5.2.2"])
+        XCTAssertEqual(d.send("RCPT TO:<flaky@example.org>"), ["451 4.3.0"])
+        XCTAssertEqual(d.send("RCPT TO:<ok@example.org>"), ["250 2.1.5"])
+    }
+
+    func testRecipientLimit() {
+        var d = SessionDriver()
+        _ = d.send("EHLO c")
+        _ = d.send("MAIL FROM:<a@example.net>")
+        for n in 1...3 { XCTAssertEqual(d.send("RCPT TO:<u\(n)@example.org>"), ["250 2.1.5"]) }
+        XCTAssertEqual(d.send("RCPT TO:<u4@example.org>"), ["452 4.5.3"])
+        XCTAssertEqual(d.send("DATA"), ["354"])
+        XCTAssertEqual(d.dataEnds(ReceivedMessage(size: 1)), ["250 2.0.0"])
+        XCTAssertEqual(d.delivered.first?.recipients.count, 3)
+    }
+
+    func testSizeDeclaredAtMail() {
+        var d = SessionDriver()
+        _ = d.send("EHLO c")
+        XCTAssertEqual(d.send("MAIL FROM:<a@example.net> SIZE=1001"), ["552 5.3.4"])
+        XCTAssertEqual(d.send("MAIL FROM:<a@example.net> SIZE=abc"), ["501 5.5.4"])
+        XCTAssertEqual(d.send("MAIL FROM:<a@example.net> SIZE=1000"), ["250 2.1.0"])
+    }
+
+    func testMessageProblemsAfterData() {
+        var d = SessionDriver(configuration: .init(hostname: "mx", maxMessageSize: 1000, maxErrors: 50))
+        _ = d.send("EHLO c")
+        for (problem, expected) in [(ReceivedMessage(size: 2000, exceededMaximumSize: true), "552 5.3.4"),
+                                    (ReceivedMessage(size: 10, containsNUL: true), "554 5.6.0"),
+                                    (ReceivedMessage(size: 10, lineTooLong: true), "554 5.6.0")] {
+            _ = d.send("MAIL FROM:<a@example.net>")
+            _ = d.send("RCPT TO:<b@example.org>")
+            _ = d.send("DATA")
+            XCTAssertEqual(d.dataEnds(problem), [expected])
+        }
+        XCTAssertTrue(d.delivered.isEmpty)
+        // The session is usable again.
+        XCTAssertEqual(d.send("MAIL FROM:<a@example.net>"), ["250 2.1.0"])
+    }
+
+    func testDeliveryFailuresAreTemporary() {
+        var d = SessionDriver()
+        _ = d.send("EHLO c")
+        d.deliveryVerdict = .storageFailure
+        _ = d.send("MAIL FROM:<a@example.net>"); _ = d.send("RCPT TO:<b@example.org>"); _ = d.send("DATA")
+        XCTAssertEqual(d.dataEnds(ReceivedMessage(size: 5)), ["452 4.3.1"])
+        d.deliveryVerdict = .mailboxFull
+        _ = d.send("MAIL FROM:<a@example.net>"); _ = d.send("RCPT TO:<b@example.org>"); _ = d.send("DATA")
+        XCTAssertEqual(d.dataEnds(ReceivedMessage(size: 5)), ["452 4.2.2"])
+    }
+
+    func testDSNParametersRefusedUntilBouncesExist() {
+        var d = SessionDriver()
+        _ = d.send("EHLO c")
+        XCTAssertEqual(d.send("MAIL FROM:<a@example.net> RET=HDRS"), ["555 5.5.4"])
+        XCTAssertEqual(d.send("MAIL FROM:<a@example.net> ENVID=x"), ["555 5.5.4"])
+        XCTAssertEqual(d.send("MAIL FROM:<a@example.net>"), ["250 2.1.0"])
+        XCTAssertEqual(d.send("RCPT TO:<b@example.org> NOTIFY=NEVER"), ["555 5.5.4"])
+        XCTAssertEqual(d.send("RCPT TO:<b@example.org> ORCPT=rfc822;b@example.org"), ["555 5.5.4"])
+    }
+
+    func testOtherParameters() {
+        var d = SessionDriver(configuration: .init(hostname: "mx", maxMessageSize: 1000, maxErrors: 50))
+        _ = d.send("EHLO c")
+        XCTAssertEqual(d.send("MAIL FROM:<a@example.net> BODY=BINARYMIME"), ["555 5.5.4"])
+        XCTAssertEqual(d.send("MAIL FROM:<a@example.net> FOO=BAR"), ["555 5.5.4"])
+        XCTAssertEqual(d.send("MAIL FROM:<jö@example.net>"), ["553 5.6.7"])
+        XCTAssertEqual(d.send("MAIL FROM:<a@example.net> AUTH=<>"), ["250 2.1.0"])
+        XCTAssertEqual(d.send("RCPT TO:<bö@example.org>"), ["553 5.6.7"])
+    }
+
+    func testSMTPUTF8Transaction() {
+        var d = SessionDriver()
+        _ = d.send("EHLO c")
+        XCTAssertEqual(d.send("MAIL FROM:<jö@example.net> SMTPUTF8 BODY=8BITMIME"), ["250 2.1.0"])
+        XCTAssertEqual(d.send("RCPT TO:<bö@example.org>"), ["250 2.1.5"])
+        _ = d.send("DATA")
+        XCTAssertEqual(d.dataEnds(ReceivedMessage(size: 5)), ["250 2.0.0"])
+        XCTAssertEqual(d.delivered.first?.receivedProtocol, "UTF8SMTP")
+    }
+
+    func testRsetClearsTheTransaction() {
+        var d = SessionDriver()
+        _ = d.send("EHLO c")
+        _ = d.send("MAIL FROM:<a@example.net>")
+        _ = d.send("RCPT TO:<b@example.org>")
+        XCTAssertEqual(d.send("RSET"), ["250 2.0.0"])
+        XCTAssertEqual(d.send("DATA"), ["503 5.5.1"])
+        XCTAssertEqual(d.send("MAIL FROM:<a@example.net>"), ["250 2.1.0"])
+    }
+
+    func testVrfyNeverRevealsAccounts() {
+        var d = SessionDriver()
+        XCTAssertEqual(d.send("VRFY root"), ["252 2.5.2"])
+        XCTAssertEqual(d.send("VRFY nobody-at-all"), ["252 2.5.2"])
+        XCTAssertEqual(d.send("EXPN staff"), ["502 5.5.1"])
+        XCTAssertEqual(d.send("HELP"), ["214 2.0.0"])
+        XCTAssertEqual(d.send("NOOP"), ["250 2.0.0"])
+    }
+
+    func testSTARTTLSResetsTheSession() {
+        var d = SessionDriver()
+        _ = d.send("EHLO c")
+        XCTAssertEqual(d.send("STARTTLS"), ["220 2.0.0"])
+        XCTAssertTrue(d.startedTLS)
+        _ = d.run(d.session.tlsEstablished())
+        XCTAssertEqual(d.send("MAIL FROM:<a@example.net>"), ["503 5.5.1"], "EHLO is needed again after TLS")
+        guard case .reply(let reply)? = d.session.receive(.success(.ehlo("c"))).first else { return XCTFail("no reply") }
+        XCTAssertFalse(reply.lines.contains("STARTTLS"))
+        _ = d.send("MAIL FROM:<a@example.net>"); _ = d.send("RCPT TO:<b@example.org>"); _ = d.send("DATA")
+        _ = d.dataEnds(ReceivedMessage(size: 5))
+        XCTAssertEqual(d.delivered.first?.receivedProtocol, "ESMTPS")
+        XCTAssertEqual(d.send("STARTTLS"), ["502 5.5.1"])
+    }
+
+    func testSTARTTLSNotInsideTransactionNorWhenUnavailable() {
+        var d = SessionDriver()
+        _ = d.send("EHLO c")
+        _ = d.send("MAIL FROM:<a@example.net>")
+        XCTAssertEqual(d.send("STARTTLS"), ["503 5.5.1"])
+        var plain = SessionDriver(configuration: .init(hostname: "mx", tlsAvailable: false))
+        _ = plain.send("EHLO c")
+        XCTAssertEqual(plain.send("STARTTLS"), ["502 5.5.1"])
+    }
+
+    func testAuthIsNotOfferedOnTheMXPort() {
+        var d = SessionDriver()
+        _ = d.send("EHLO c")
+        XCTAssertEqual(d.send("AUTH PLAIN AGFAYg=="), ["502 5.5.1"])
+    }
+
+    func testTooManyErrorsCloses() {
+        var d = SessionDriver()
+        for _ in 1...5 { XCTAssertEqual(d.send("BOGUS"), ["500 5.5.2"]) }
+        XCTAssertEqual(d.send("BOGUS"), ["500 5.5.2", "421 4.7.0"])
+        XCTAssertTrue(d.closed)
+        XCTAssertEqual(d.send("NOOP"), [], "nothing is answered after close")
+    }
+
+    func testBDATTranscript() {
+        var d = SessionDriver()
+        _ = d.send("EHLO c")
+        _ = d.send("MAIL FROM:<a@example.net>")
+        _ = d.send("RCPT TO:<b@example.org>")
+        XCTAssertEqual(d.send("BDAT 100"), [])
+        XCTAssertEqual(d.pendingChunk?.size, 100)
+        XCTAssertEqual(d.chunkEnds(ReceivedMessage(size: 100)), ["250 2.0.0"])
+        XCTAssertEqual(d.send("DATA"), ["503 5.5.1"], "no DATA after BDAT")
+        XCTAssertEqual(d.send("BDAT 50 LAST"), [])
+        XCTAssertEqual(d.chunkEnds(ReceivedMessage(size: 150)), ["250 2.0.0"])
+        XCTAssertEqual(d.delivered.first?.size, 150)
+    }
+
+    func testBDATWithoutRecipientsStillReadsTheChunk() {
+        var d = SessionDriver()
+        _ = d.send("EHLO c")
+        XCTAssertEqual(d.send("BDAT 10 LAST"), [])
+        XCTAssertEqual(d.pendingChunk?.size, 10, "the chunk must be consumed to stay in step")
+        XCTAssertEqual(d.chunkEnds(ReceivedMessage(size: 10)), ["503 5.5.1"])
+        _ = d.send("MAIL FROM:<a@example.net>")
+        d.verdicts["nobody@example.org"] = .unknownUser
+        _ = d.send("RCPT TO:<nobody@example.org>")
+        _ = d.send("BDAT 5")
+        XCTAssertEqual(d.chunkEnds(ReceivedMessage(size: 5)), ["554 5.5.1"])
+        _ = d.send("BDAT 5 LAST")
+        XCTAssertEqual(d.chunkEnds(ReceivedMessage(size: 10)), ["554 5.5.1"])
+        XCTAssertTrue(d.delivered.isEmpty)
+        XCTAssertEqual(d.send("MAIL FROM:<a@example.net>"), ["250 2.1.0"], "the transaction was reset")
+    }
+
+    func testDrainWhenIdleClosesAtOnce() {
+        var d = SessionDriver()
+        _ = d.send("EHLO c")
+        XCTAssertEqual(d.run(d.session.drain()), ["421 4.3.2"])
+        XCTAssertTrue(d.closed)
+    }
+
+    func testDrainDuringDataLetsTheMessageFinish() {
+        var d = SessionDriver()
+        _ = d.send("EHLO c"); _ = d.send("MAIL FROM:<a@example.net>"); _ = d.send("RCPT TO:<b@example.org>"); _ = d.send("DATA")
+        XCTAssertEqual(d.run(d.session.drain()), [])
+        XCTAssertFalse(d.closed)
+        XCTAssertEqual(d.dataEnds(ReceivedMessage(size: 5)), ["250 2.0.0", "421 4.3.2"])
+        XCTAssertEqual(d.delivered.count, 1)
+        XCTAssertTrue(d.closed)
+    }
+
+    func testTimeout() {
+        var d = SessionDriver()
+        XCTAssertEqual(d.run(d.session.timedOut()), ["421 4.4.2"])
+        XCTAssertTrue(d.closed)
+    }
+
+    func testTraceHeaders() {
+        let transaction = SMTPTransaction(id: "ABC123", sender: SMTPMailbox(localPart: "alice", domain: "example.net"),
+                                          recipients: [], heloName: "client.example\u{7}", clientAddress: "2001:db8::1",
+                                          receivedProtocol: "ESMTPS", size: 10)
+        let prefix = String(decoding: TraceHeaders.prefix(transaction: transaction, recipient: "bob@example.org", hostname: "mx.example.org",
+                                                          date: Date(timeIntervalSince1970: 1_796_000_000)), as: UTF8.self)
+        XCTAssertEqual(prefix, """
+        Return-Path: <alice@example.net>\r
+        Delivered-To: bob@example.org\r
+        Received: from client.example? ([IPv6:2001:db8::1])\r
+        \tby mx.example.org (Facteur) with ESMTPS id ABC123\r
+        \tfor <bob@example.org>; Mon, 30 Nov 2026 00:53:20 +0000\r
+
+        """)
+    }
+}
