@@ -101,7 +101,9 @@ final class SMTPInboundTests: E2ETestCase {
         let subject = try XCTUnwrap(result["subject"] as? String)
         let sent = try Self.bytes(result)
         XCTAssertTrue(sent.contains(where: { $0 >= 0x80 }), "the test message must carry 8-bit octets")
-        try assertDelivered(sent, subject: subject, to: recipient, sender: utf8Sender)
+        let fields = try assertDelivered(sent, subject: subject, to: recipient, sender: utf8Sender)
+        // RFC 6531 §3.7.3: a transaction with SMTPUTF8 is recorded as UTF8SMTP.
+        XCTAssertTrue(fields["received"]?.first?.contains("with UTF8SMTP") ?? false, "Received: \(fields["received"] ?? [])")
     }
 
     func testBDATChunksAreStoredVerbatim() throws {

@@ -111,7 +111,9 @@ class E2ETestCase: XCTestCase {
             // RFC 5321 §4.4: "from … by … with ESMTP… id …; date-time".
             XCTAssertTrue(first.hasPrefix("from "), "Received should start with `from`: \(first)", file: file, line: line)
             XCTAssertTrue(first.contains(" by "), "Received without `by`: \(first)", file: file, line: line)
-            XCTAssertNotNil(first.range(of: "with ESMTP"), "Received without `with ESMTP…`: \(first)", file: file, line: line)
+            // RFC 3848 / RFC 6531 §3.7.3 protocol names: ESMTP[S][A], UTF8SMTP[S][A].
+            XCTAssertTrue(first.contains("with ESMTP") || first.contains("with UTF8SMTP"),
+                          "Received without `with ESMTP…`/`with UTF8SMTP…`: \(first)", file: file, line: line)
             XCTAssertTrue(first.contains(";"), "Received without `; date`: \(first)", file: file, line: line)
         }
         return fields
