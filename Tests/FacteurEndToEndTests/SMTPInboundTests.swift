@@ -70,6 +70,18 @@ final class SMTPInboundTests: E2ETestCase {
         XCTAssertEqual(try messageCount(), before + 1, "only the follow-up message to admin@localhost is stored")
     }
 
+    func testQuotaIsEnforcedAtRCPT() throws {
+        try server.addAccount("bob@localhost")
+        try server.cli(["account", "quota", "bob@localhost", "--bytes", "50000", "--messages", "1"])
+        // A declared size that can never fit the quota: 552 5.2.2 (RFC 3463: mailbox full, permanent).
+        try smtpCase("reject", ["--rcpt", "bob@localhost", "--mail-size", "60000", "--code", "552", "--enhanced", "5.2.2"])
+        // The first message fits; then the message count is used up: 452 4.2.2 (temporary).
+        let first = try smtpCase("plain", ["--to", "bob@localhost", "--sender", sender])
+        try assertDelivered(try Self.bytes(first), subject: try XCTUnwrap(first["subject"] as? String), to: "bob@localhost", sender: sender)
+        try smtpCase("reject", ["--rcpt", "bob@localhost", "--code", "452", "--enhanced", "4.2.2"])
+        XCTAssertEqual(try server.messages("bob@localhost").count, 1)
+    }
+
     func testSTARTTLSDeliveryIsRecordedAsESMTPS() throws {
         let result = try smtpCase("starttls", ["--to", "admin@localhost", "--sender", sender])
         let subject = try XCTUnwrap(result["subject"] as? String)

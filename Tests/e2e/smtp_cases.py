@@ -81,8 +81,9 @@ def reject(args):
     """One RCPT that must be refused with --code/--enhanced; the session goes on afterwards."""
     with smtp(args) as s:
         s.ehlo()
-        code, text = s.mail(args.sender)
-        check(code == 250, "MAIL FROM:<%s>: %d %r" % (args.sender, code, text))
+        options = ["SIZE=%d" % args.mail_size] if args.mail_size else []
+        code, text = s.mail(args.sender, options)
+        check(code == 250, "MAIL FROM:<%s> %s: %d %r" % (args.sender, " ".join(options), code, text))
         code, raw = s.rcpt(args.rcpt)
         refusal = raw.decode("utf-8", "replace")
         check(code == args.code, "RCPT TO:<%s>: expected %d, got %d %s" % (args.rcpt, args.code, code, refusal))
@@ -489,6 +490,7 @@ def main():
     p.add_argument("--rcpt")
     p.add_argument("--code", type=int, default=550)
     p.add_argument("--enhanced")
+    p.add_argument("--mail-size", type=int, default=0)
     p.add_argument("--variant", choices=sorted(SMUGGLE_VARIANTS), default="lf-dot-crlf")
     p.add_argument("--mode", default="data")
     p.add_argument("--bytes", type=int, default=10240)

@@ -29,12 +29,12 @@ class E2ETestCase: XCTestCase {
     override func tearDownWithError() throws {
         if let server, server.isRunning {
             let status = server.stop()
-            XCTAssertEqual(status, 0, "SIGTERM must shut facteur down gracefully with exit status 0; log: \(server.logText.suffix(2000))")
+            XCTAssertEqual(status, 0, "SIGTERM must shut facteur down gracefully with exit status 0; log: \(server.logExcerpt)")
         }
         let failed = (testRun?.failureCount ?? 0) > 0 || (testRun?.unexpectedExceptionCount ?? 0) > 0
         if failed {
             print("facteur-e2e: kept \(dataRoot.url.path) for inspection")
-            if let server { print("facteur-e2e: server log tail:\n\(server.logText.suffix(4000))") }
+            if let server { print("facteur-e2e: server log:\n\(server.logExcerpt)") }
         } else {
             dataRoot?.remove()
         }

@@ -121,17 +121,25 @@ final class FacteurProcess: @unchecked Sendable {
 
     var logText: String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
 
+    /// The start and the end of the server's stderr, for failure messages (a crash's reason
+    /// comes first, its backtrace after).
+    var logExcerpt: String {
+        let text = logText
+        guard text.count > 4000 else { return text }
+        return String(text.prefix(2000)) + "\n[…]\n" + String(text.suffix(2000))
+    }
+
     private func waitForListeners(count: Int, timeout: TimeInterval) throws {
         let deadline = Date().addingTimeInterval(timeout)
         while true {
             parseOutput()
             if ports.count >= count { return }
             if !process.isRunning {
-                throw HarnessError("facteur exited with \(process.terminationStatus) before listening; stdout: \(stdoutText); log: \(logText.suffix(3000))")
+                throw HarnessError("facteur exited with \(process.terminationStatus) before listening; stdout: \(stdoutText); log: \(logExcerpt)")
             }
             if Date() > deadline {
                 kill(process.processIdentifier, SIGKILL)
-                throw HarnessError("facteur did not print \(count) LISTENING line(s) within \(timeout) s; stdout: \(stdoutText); log: \(logText.suffix(3000))")
+                throw HarnessError("facteur did not print \(count) LISTENING line(s) within \(timeout) s; stdout: \(stdoutText); log: \(logExcerpt)")
             }
             usleep(20_000)
         }
