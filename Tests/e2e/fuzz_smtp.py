@@ -107,6 +107,46 @@ def main():
                     w.greeting()
                 except (EOFError, ConnectionResetError):
                     raise AssertionError("no greeting on connection %d" % stats["connections"])
+            if rng.random() < 0.08:
+                # A well-formed transaction now and then, so that message data gets fuzzed too:
+                # random bodies through DATA, random chunks through BDAT (RFC 3030).
+                stats["commands"] += 1
+                try:
+                    ok = True
+                    for command in (b"EHLO fuzz.test", b"MAIL FROM:<fuzz@e2e.test>", b"RCPT TO:<admin@localhost>"):
+                        r = w.cmd(command)
+                        stats["replies"] += 1
+                        ok = ok and r.code == 250
+                    if not ok:
+                        w.cmd(b"RSET")
+                        continue
+                    if rng.random() < 0.5:
+                        r = w.cmd(b"DATA")
+                        stats["replies"] += 1
+                        if r.code == 354:
+                            stats["data_bodies"] += 1
+                            w.send(random_body(rng))
+                            r = w.read_reply()
+                            stats["replies"] += 1
+                    else:
+                        for last in range(rng.randint(1, 3), -1, -1):
+                            chunk = bytes(rng.randrange(256) for _ in range(rng.randint(0, 3000)))
+                            w.send(b"BDAT %d%s\r\n" % (len(chunk), b" LAST" if last == 0 else b"") + chunk)
+                            r = w.read_reply()
+                            stats["replies"] += 1
+                            if r.code != 250:
+                                break
+                        stats["data_bodies"] += 1
+                    stats["codes"][str(r.code)] = stats["codes"].get(str(r.code), 0) + 1
+                except socket.timeout:
+                    stats["stalled"] += 1
+                    w.close()
+                    w = None
+                except (EOFError, ConnectionResetError, BrokenPipeError):
+                    stats["dropped"] += 1
+                    w.close()
+                    w = None
+                continue
             base = rng.choice(BASE)
             line = mutate(rng, base) if rng.random() < 0.7 else base
             end = rng.choice([b"\r\n"] * 8 + [b"\n", b"\r\r\n"])

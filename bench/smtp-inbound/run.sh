@@ -18,6 +18,7 @@ SIZE="${SIZE:-10240}"
 TIME_CAP="${TIME_CAP:-60}"
 USERS="${USERS:-100}"
 PER_CONNECTION="${PER_CONNECTION:-100}"
+PIPELINING="${PIPELINING:-1}"
 BIN="${FACTEUR_BIN:-}"
 KEEP="${KEEP:-0}"
 
@@ -65,15 +66,15 @@ done
 ticks="$(getconf CLK_TCK)"
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$server_pid/stat"; }
 
-printf '\nfacteur inbound SMTP, %s-octet messages, %s messages per run (cap %ss), %s per connection\n' \
-  "$SIZE" "$MESSAGES" "$TIME_CAP" "$PER_CONNECTION"
+printf '\nfacteur inbound SMTP, %s-octet messages, %s messages per run (cap %ss), %s per connection, pipelining=%s\n' \
+  "$SIZE" "$MESSAGES" "$TIME_CAP" "$PER_CONNECTION" "$PIPELINING"
 printf 'machine: %s, %s cores; %s\n' "$(uname -m)" "$(nproc)" \
   "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
 printf '%-8s %10s %8s %10s %10s %10s %14s %14s\n' clients delivered errors "msg/s" "p50 ms" "p99 ms" "server cpu/msg" "client cpu/msg"
 for n in $CLIENTS; do
   before="$(cpu_ticks)"
   out="$("$load" -h 127.0.0.1 -p "$port" -c "$n" -n "$MESSAGES" -s "$SIZE" -t "$TIME_CAP" -u "$USERS" \
-        -d localhost -m "$PER_CONNECTION" 2>"$work/load-$n.err")" || true
+        -d localhost -m "$PER_CONNECTION" -P "$PIPELINING" 2>"$work/load-$n.err")" || true
   after="$(cpu_ticks)"
   [ -s "$work/load-$n.err" ] && cat "$work/load-$n.err" >&2
   get() { echo "$out" | tr ' ' '\n' | sed -n "s/^$1=//p"; }

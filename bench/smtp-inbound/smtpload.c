@@ -10,6 +10,7 @@
  *
  * Usage: smtpload -p PORT [-h 127.0.0.1] [-c CLIENTS] [-n MESSAGES] [-s SIZE]
  *                 [-t SECONDS] [-u USERS] [-d DOMAIN] [-m MESSAGES_PER_CONNECTION]
+ *                 [-P 1|0]   (-P 0: no pipelining, one command per round trip)
  * Prints one line of key=value results on stdout.
  */
 #define _GNU_SOURCE
@@ -28,7 +29,7 @@
 #include <unistd.h>
 
 static const char *host = "127.0.0.1";
-static int port = 0, clients = 1, users = 100, size = 10240, per_connection = 100;
+static int port = 0, clients = 1, users = 100, size = 10240, per_connection = 100, pipelining = 1;
 static long total = 5000;
 static double time_cap = 60.0;
 static const char *domain = "localhost";
@@ -155,8 +156,22 @@ static void *run_client(void *arg) {
         len += 3;
         int el = snprintf(envelope, sizeof envelope, "MAIL FROM:<bench@example.org> SIZE=%zu\r\nRCPT TO:<user%d@%s>\r\nDATA\r\n",
                           len, user, domain);
-        if (write_all(c.fd, envelope, (size_t)el) < 0) goto broken;
-        int r1 = read_reply(&c), r2 = read_reply(&c), r3 = read_reply(&c);
+        int r1, r2, r3;
+        if (pipelining) {
+            if (write_all(c.fd, envelope, (size_t)el) < 0) goto broken;
+            r1 = read_reply(&c); r2 = read_reply(&c); r3 = read_reply(&c);
+        } else {
+            /* One command per round trip: the three lines of `envelope`, one by one. */
+            char *line = envelope;
+            int codes[3] = {-1, -1, -1};
+            for (int i = 0; i < 3; i++) {
+                char *end = strstr(line, "\r\n") + 2;
+                if (write_all(c.fd, line, (size_t)(end - line)) < 0) goto broken;
+                codes[i] = read_reply(&c);
+                line = end;
+            }
+            r1 = codes[0]; r2 = codes[1]; r3 = codes[2];
+        }
         if (r1 != 250 || r2 != 250 || r3 != 354) {
             snprintf(me->error, sizeof me->error, "MAIL/RCPT/DATA replied %d/%d/%d", r1, r2, r3);
             if (r3 == 354) { write_all(c.fd, ".\r\n", 3); read_reply(&c); }
@@ -200,7 +215,7 @@ static int cmp_double(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     int opt;
-    while ((opt = getopt(argc, argv, "h:p:c:n:s:t:u:d:m:")) != -1) {
+    while ((opt = getopt(argc, argv, "h:p:c:n:s:t:u:d:m:P:")) != -1) {
         switch (opt) {
         case 'h': host = optarg; break;
         case 'p': port = atoi(optarg); break;
@@ -211,8 +226,9 @@ int main(int argc, char **argv) {
         case 'u': users = atoi(optarg); break;
         case 'd': domain = optarg; break;
         case 'm': per_connection = atoi(optarg); break;
+        case 'P': pipelining = atoi(optarg); break;
         default:
-            fprintf(stderr, "usage: %s -p PORT [-h HOST] [-c CLIENTS] [-n MESSAGES] [-s SIZE] [-t SECONDS] [-u USERS] [-d DOMAIN] [-m PER_CONNECTION]\n", argv[0]);
+            fprintf(stderr, "usage: %s -p PORT [-h HOST] [-c CLIENTS] [-n MESSAGES] [-s SIZE] [-t SECONDS] [-u USERS] [-d DOMAIN] [-m PER_CONNECTION] [-P 0|1]\n", argv[0]);
             return 2;
         }
     }
@@ -248,7 +264,7 @@ int main(int argc, char **argv) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double cpu = ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-    printf("clients=%d delivered=%ld errors=%ld seconds=%.3f msgs_per_s=%.1f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f generator_cpu_s=%.3f\n",
-           clients, delivered, (long)atomic_load(&errors), elapsed, delivered / elapsed, p50 * 1000, p99 * 1000, max * 1000, cpu);
+    printf("pipelining=%d clients=%d delivered=%ld errors=%ld seconds=%.3f msgs_per_s=%.1f p50_ms=%.2f p99_ms=%.2f max_ms=%.2f generator_cpu_s=%.3f\n",
+           pipelining, clients, delivered, (long)atomic_load(&errors), elapsed, delivered / elapsed, p50 * 1000, p99 * 1000, max * 1000, cpu);
     return delivered > 0 ? 0 : 1;
 }
