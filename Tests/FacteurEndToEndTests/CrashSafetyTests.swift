@@ -68,6 +68,18 @@ final class CrashSafetyTests: E2ETestCase {
         XCTAssertNotNil(result["subject"])
     }
 
+    func testSIGTERMLetsAMessageInDATAFinish() throws {
+        server = try FacteurProcess(dataDir: dataDir)
+        let result = try smtpCase("sigterm-mid-data", ["--pid", String(server.pid)], timeout: 120)
+        XCTAssertTrue(Subprocess.waitForExit(server.process, timeout: 30), "facteur did not exit after SIGTERM")
+        XCTAssertEqual(server.process.terminationStatus, 0, "exit status after SIGTERM")
+        XCTAssertEqual(result["new_connection_refused"] as? Bool, true, "new connections must be refused once shutdown began")
+        // The acknowledged message is there after a restart.
+        server = try FacteurProcess(dataDir: dataDir)
+        try assertDelivered(try Self.bytes(result), subject: try XCTUnwrap(result["subject"] as? String),
+                            to: "admin@localhost", sender: "term@e2e.test")
+    }
+
     func testMessageIsFsyncedBeforeThe250() throws {
         let strace = try RequiredTool.path("strace")
         _ = try RequiredTool.path("python3")

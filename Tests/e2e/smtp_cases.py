@@ -457,6 +457,50 @@ def disconnect(args):
     return {"subject": subject}
 
 
+# ---------------------------------------------------------------- graceful shutdown
+
+
+@case
+def sigterm_mid_data(args):
+    """SIGTERM arrives while a message is half sent: the session may finish it (250), then
+    the server says goodbye (421 4.3.2 or close) and exits; new connections are refused."""
+    import os
+    import signal
+    subject = "sigterm-" + nonce()
+    msg = make_message(subject, body_lines=filler_lines(20000, "term"))
+    wire = dot_stuff(msg)
+    w = SMTPWire(args.host, args.port)
+    w.greeting()
+    w.ehlo()
+    expect(w.cmd("MAIL FROM:<term@e2e.test>"), 250, what="MAIL")
+    expect(w.cmd("RCPT TO:<admin@localhost>"), 250, what="RCPT")
+    expect(w.cmd("DATA"), 354, what="DATA")
+    w.send(wire[: len(wire) // 2])
+    time.sleep(0.2)
+    os.kill(args.pid, signal.SIGTERM)
+    time.sleep(1.0)
+    # The listener is closed once shutdown has begun.
+    refused = False
+    try:
+        probe = SMTPWire(args.host, args.port, timeout=3)
+        try:
+            r = probe.read_reply(timeout=3)
+            refused = r.code == 421
+        except (EOFError, ConnectionResetError, socket.timeout):
+            refused = True
+        probe.close()
+    except (ConnectionRefusedError, OSError):
+        refused = True
+    w.send(wire[len(wire) // 2:])
+    expect(w.read_reply(timeout=30), 250, what="end of data after SIGTERM")
+    try:
+        after = w.read_reply(timeout=10)
+        check(after.code == 421, "after the last message of a draining session: %r" % after)
+    except (EOFError, ConnectionResetError):
+        pass
+    return {"subject": subject, "message": b64(msg), "new_connection_refused": refused}
+
+
 # ---------------------------------------------------------------- strace / crash helpers
 
 
@@ -495,6 +539,7 @@ def main():
     p.add_argument("--mode", default="data")
     p.add_argument("--bytes", type=int, default=10240)
     p.add_argument("--marker", default="MARK" + nonce())
+    p.add_argument("--pid", type=int, default=0)
     args = p.parse_args()
     if not args.to:
         args.to = ["admin@localhost"]
