@@ -138,6 +138,12 @@ final class SMTPInboundTests: E2ETestCase {
                             sender: "dots@e2e.test")
     }
 
+    func testBareLFAndCRAreStoredAsCRLF() throws {
+        let result = try smtpCase("bare-lf")
+        try assertDelivered(try Self.bytes(result), subject: try XCTUnwrap(result["subject"] as? String),
+                            to: "admin@localhost", sender: "lf@e2e.test")
+    }
+
     func testSMTPSmugglingDoesNotSplitTheMessage() throws {
         for variant in ["lf-dot-crlf", "lf-dot-lf", "crlf-dot-lf", "cr-dot-crlf", "crlf-dot-cr"] {
             let before = try server.messages("admin@localhost")

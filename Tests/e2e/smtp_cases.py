@@ -283,6 +283,31 @@ def dotstuff(args):
     return {"subject": subject, "message": b64(msg)}
 
 
+# ---------------------------------------------------------------- bare LF / bare CR in DATA
+
+
+@case
+def bare_lf(args):
+    """Facteur's documented policy: bare LF and bare CR in DATA are stored as CRLF.
+
+    Prints both what was sent and the CRLF-normalised form the store must hold."""
+    subject = "barelf-" + nonce()
+    sent = ("From: a@e2e.test\nTo: admin@localhost\nSubject: %s\n\nline one\nline two\rline three\r\n"
+            ".leading dot after LF\nlast line\r\n" % subject).encode()
+    expected = sent.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+    w = SMTPWire(args.host, args.port)
+    w.greeting()
+    w.ehlo()
+    expect(w.cmd("MAIL FROM:<lf@e2e.test>"), 250, what="MAIL")
+    expect(w.cmd("RCPT TO:<admin@localhost>"), 250, what="RCPT")
+    expect(w.cmd("DATA"), 354, what="DATA")
+    # The dot-stuffed ".." after a bare LF is unstuffed like any line start.
+    w.send(sent.replace(b"\n.leading", b"\n..leading") + b".\r\n")
+    expect(w.read_reply(), 250, what="end of data")
+    expect(w.cmd("QUIT"), 221, what="QUIT")
+    return {"subject": subject, "message": b64(expected)}
+
+
 # ---------------------------------------------------------------- SMTP smuggling
 
 

@@ -115,6 +115,8 @@ class E2ETestCase: XCTestCase {
             XCTAssertTrue(first.contains("with ESMTP") || first.contains("with UTF8SMTP"),
                           "Received without `with ESMTP…`/`with UTF8SMTP…`: \(first)", file: file, line: line)
             XCTAssertTrue(first.contains(";"), "Received without `; date`: \(first)", file: file, line: line)
+            // RFC 5321 §4.4: TCP-info, the client's address literal.
+            XCTAssertTrue(first.contains("[127.0.0.1]"), "Received without the client address [127.0.0.1]: \(first)", file: file, line: line)
         }
         return fields
     }
