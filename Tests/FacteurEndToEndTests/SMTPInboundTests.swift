@@ -23,6 +23,10 @@ final class SMTPInboundTests: E2ETestCase {
         let subject = try XCTUnwrap(result["subject"] as? String)
         let fields = try assertDelivered(try Self.bytes(result), subject: subject, to: "admin@localhost", sender: sender)
         XCTAssertEqual(try messageCount(), before + 1)
+        // `message list` shows the summary's From and Subject.
+        let listed = try server.messages("admin@localhost")
+        XCTAssertEqual(listed.last?.subject, subject, "SUBJECT column of `message list`")
+        XCTAssertTrue(listed.last?.from.contains(sender) ?? false, "FROM column of `message list`: \(listed.last?.from ?? "")")
         let received = fields["received"]?.first ?? ""
         XCTAssertFalse(received.contains("ESMTPS"), "a plaintext session must not be recorded as ESMTPS: \(received)")
     }
@@ -146,11 +150,11 @@ final class SMTPInboundTests: E2ETestCase {
 
     func testSMTPSmugglingDoesNotSplitTheMessage() throws {
         for variant in ["lf-dot-crlf", "lf-dot-lf", "crlf-dot-lf", "cr-dot-crlf", "crlf-dot-cr"] {
-            let before = try server.messages("admin@localhost")
+            let before = try server.storedMessages("admin@localhost")
             let result = try smtpCase("smuggling", ["--variant", variant])
             let outer = try XCTUnwrap(result["outer_subject"] as? String)
             let smuggled = try XCTUnwrap(result["smuggled_subject"] as? String)
-            let after = try server.messages("admin@localhost")
+            let after = try server.storedMessages("admin@localhost")
             XCTAssertFalse(after.contains { $0.subject.contains(smuggled) }, "\(variant): the smuggled message became a message of its own")
             XCTAssertLessThanOrEqual(after.count, before.count + 1, "\(variant): more than one message stored from one DATA")
             if result["outcome"] as? String == "accepted" {
@@ -183,7 +187,7 @@ final class SMTPInboundTests: E2ETestCase {
                 let result = try smtpCase("disconnect", ["--mode", mode, "--bytes", size])
                 let subject = try XCTUnwrap(result["subject"] as? String)
                 usleep(300_000)
-                let stored = try server.messages("admin@localhost")
+                let stored = try server.storedMessages("admin@localhost")
                 XCTAssertFalse(stored.contains { $0.subject.contains(subject) }, "\(mode) \(size): a cut message was stored")
                 XCTAssertEqual(stored.count, 0, "\(mode) \(size): nothing may be stored")
             }

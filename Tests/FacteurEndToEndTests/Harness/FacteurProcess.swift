@@ -230,15 +230,49 @@ final class FacteurProcess: @unchecked Sendable {
         try cli(["message", "show", account, mailbox, String(uid)], file: file, line: line).stdout
     }
 
-    /// The one message of `account` whose subject contains `subject`; fails if none or several.
+    struct StoredMessage {
+        var listed: ListedMessage
+        var bytes: Data
+        /// The Subject field of the stored message itself (not the list's column, which
+        /// depends on the MIME summary).
+        var subject: String
+    }
+
+    /// Every message of a mailbox with its stored bytes (`message list`, then `message show` each).
+    func storedMessages(_ account: String, mailbox: String = "INBOX",
+                        file: StaticString = #filePath, line: UInt = #line) throws -> [StoredMessage] {
+        try messages(account, mailbox: mailbox, file: file, line: line).map { listed in
+            let bytes = try show(account, mailbox: mailbox, uid: listed.uid, file: file, line: line)
+            return StoredMessage(listed: listed, bytes: bytes, subject: FacteurProcess.subjectField(bytes) ?? "")
+        }
+    }
+
+    /// The first Subject field of the header section (after any trace prefix), unfolded.
+    static func subjectField(_ bytes: Data) -> String? {
+        let text = String(decoding: bytes, as: UTF8.self)
+        let header = text.components(separatedBy: "\r\n\r\n").first ?? text
+        var result: String?
+        for fieldLine in header.components(separatedBy: "\r\n") {
+            if result != nil {
+                if fieldLine.hasPrefix(" ") || fieldLine.hasPrefix("\t") { result! += fieldLine; continue }
+                break
+            }
+            if fieldLine.lowercased().hasPrefix("subject:") {
+                result = String(fieldLine.dropFirst("subject:".count)).trimmingCharacters(in: .whitespaces)
+            }
+        }
+        return result
+    }
+
+    /// The one message of `account` whose Subject field contains `subject`; fails if none or several.
     func findMessage(_ account: String, subject: String, mailbox: String = "INBOX",
                      file: StaticString = #filePath, line: UInt = #line) throws -> (ListedMessage, Data) {
-        let matches = try messages(account, mailbox: mailbox, file: file, line: line).filter { $0.subject.contains(subject) }
+        let matches = try storedMessages(account, mailbox: mailbox, file: file, line: line).filter { $0.subject.contains(subject) }
         guard matches.count == 1 else {
             let message = "expected exactly one message with subject containing \(subject.debugDescription) in \(account) \(mailbox), found \(matches.count)"
             XCTFail(message, file: file, line: line)
             throw HarnessError(message)
         }
-        return (matches[0], try show(account, mailbox: mailbox, uid: matches[0].uid, file: file, line: line))
+        return (matches[0].listed, matches[0].bytes)
     }
 }
