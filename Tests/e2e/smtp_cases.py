@@ -209,6 +209,15 @@ def smtputf8(args):
                        body_lines=["Ça va? 8-bit body, no transfer encoding: ÄÖÜ ß €", "", "日本語"],
                        extra_headers=["MIME-Version: 1.0", "Content-Type: text/plain; charset=utf-8",
                                       "Content-Transfer-Encoding: 8bit"])
+    # RFC 6531 §3.5: a non-ASCII address without the SMTPUTF8 parameter is refused (5.6.7).
+    w = SMTPWire(args.host, args.port)
+    w.greeting()
+    w.ehlo()
+    expect(w.cmd("MAIL FROM:<%s>" % args.sender), (550, 553), "5.6.7", what="UTF-8 MAIL FROM without SMTPUTF8")
+    expect(w.cmd("MAIL FROM:<ascii@e2e.test>"), 250, what="MAIL")
+    expect(w.cmd("RCPT TO:<%s>" % args.to[0]), (550, 553), "5.6.7", what="UTF-8 RCPT TO without SMTPUTF8")
+    w.cmd("QUIT")
+    w.close()
     with smtp(args) as s:
         s.ehlo()
         check(s.has_extn("smtputf8"), "SMTPUTF8 not advertised")
