@@ -65,6 +65,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "TOMLKit", package: "TOMLKit"),
+            .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .executableTarget(name: "facteur", dependencies: [
             "FacteurServer", "FacteurStore", "FacteurIdentity",
@@ -72,15 +73,20 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
-        .testTarget(name: "FacteurMIMETests", dependencies: ["FacteurMIME"],
+        // Helpers shared by the tests only.
+        .target(name: "FacteurTestSupport"),
+
+        .testTarget(name: "FacteurMIMETests", dependencies: ["FacteurMIME", "FacteurTestSupport"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "FacteurIdentityTests", dependencies: ["FacteurIdentity"]),
+        .testTarget(name: "FacteurIdentityTests", dependencies: ["FacteurIdentity", "FacteurStore", "FacteurTestSupport",
+                                                               .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "FacteurStoreTests", dependencies: ["FacteurStore", "FacteurMIME"]),
         .testTarget(name: "FacteurSMTPTests", dependencies: [
-            "FacteurSMTP", "FacteurStore", "FacteurNet",
+            "FacteurSMTP", "FacteurStore", "FacteurNet", "FacteurIdentity", "FacteurTestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
+        .testTarget(name: "FacteurServerTests", dependencies: ["FacteurServer"]),
         .testTarget(name: "FacteurEndToEndTests", dependencies: ["FacteurStore"]),
     ],
     swiftLanguageModes: [.v6]

@@ -15,6 +15,8 @@ public final class ConnectionRegistry: Sendable {
     private struct State {
         var sessions: [ObjectIdentifier: any DrainableSession] = [:]
         var draining = false
+        /// Set once drainAll stops waiting, so a late waiter never blocks.
+        var drainFinished = false
         var waiters: [CheckedContinuation<Void, Never>] = []
     }
     private let state = NIOLockedValueBox(State())
@@ -53,7 +55,7 @@ public final class ConnectionRegistry: Sendable {
             group.addTask {
                 await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                     let resumeNow = self.state.withLockedValue { state -> Bool in
-                        if state.sessions.isEmpty { return true }
+                        if state.sessions.isEmpty || state.drainFinished { return true }
                         state.waiters.append(continuation)
                         return false
                     }
@@ -62,14 +64,16 @@ public final class ConnectionRegistry: Sendable {
             }
             group.addTask { try? await Task.sleep(for: timeout) }
             await group.next()
+            // Either everyone left, or the grace period is over: close whoever is left and
+            // release the waiter, so that the group can end.
+            let (left, stragglers) = self.state.withLockedValue { state -> ([CheckedContinuation<Void, Never>], [any DrainableSession]) in
+                defer { state.waiters.removeAll() }
+                state.drainFinished = true
+                return (state.waiters, Array(state.sessions.values))
+            }
+            stragglers.forEach { $0.forceClose() }
+            left.forEach { $0.resume() }
             group.cancelAll()
         }
-        // Past the grace period: close whoever is left, and release the waiters.
-        let (left, stragglers) = state.withLockedValue { state -> ([CheckedContinuation<Void, Never>], [any DrainableSession]) in
-            defer { state.waiters.removeAll() }
-            return (state.waiters, Array(state.sessions.values))
-        }
-        stragglers.forEach { $0.forceClose() }
-        left.forEach { $0.resume() }
     }
 }

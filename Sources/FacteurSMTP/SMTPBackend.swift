@@ -1,14 +1,26 @@
 // What the SMTP adapter needs from the rest of the server: recipient checks and delivery.
 // `StoreSMTPBackend` is the real one, on a `MailStore`; tests may supply their own.
 
+import FacteurMIME
 import FacteurStore
 import Foundation
 import Logging
 
 public protocol SMTPBackend: Sendable {
-    func checkRecipient(_ mailbox: SMTPMailbox, declaredSize: Int?) async -> RecipientVerdict
+    /// `account`: who logged in on submission (other domains are then relaying, not refused); nil on port 25.
+    func checkRecipient(_ mailbox: SMTPMailbox, declaredSize: Int?, account: String?) async -> RecipientVerdict
+    /// Submission: may `account` send now, with `sender` as envelope sender?
+    func checkSender(_ sender: SMTPMailbox?, account: String) async -> SenderVerdict
     /// Stores the message for every recipient; returns only once it is durable (or failed).
     func deliver(_ transaction: SMTPTransaction, message: MessageData) async -> DeliveryVerdict
+    /// A password login recomputed weaker credentials (e.g. added SCRAM keys): keep them.
+    func saveUpgradedCredentials(account: String, _ credentials: StoredCredentials) async
+}
+
+extension SMTPBackend {
+    /// Secure default: nobody may send as anyone.
+    public func checkSender(_ sender: SMTPMailbox?, account: String) async -> SenderVerdict { .notOwned }
+    public func saveUpgradedCredentials(account: String, _ credentials: StoredCredentials) async {}
 }
 
 public struct StoreSMTPBackend: SMTPBackend {
@@ -18,9 +30,11 @@ public struct StoreSMTPBackend: SMTPBackend {
     let primaryDomain: String
     let logger: Logger
     let now: @Sendable () -> Date
+    let rateLimiter: SubmissionRateLimiter?
 
     public init(store: any MailStore, hostname: String, primaryDomain: String, logger: Logger,
-                now: @escaping @Sendable () -> Date = { Date() }) {
+                rateLimiter: SubmissionRateLimiter? = nil, now: @escaping @Sendable () -> Date = { Date() }) {
+        self.rateLimiter = rateLimiter
         self.store = store
         self.hostname = hostname
         self.primaryDomain = primaryDomain
@@ -28,7 +42,15 @@ public struct StoreSMTPBackend: SMTPBackend {
         self.now = now
     }
 
-    public func checkRecipient(_ mailbox: SMTPMailbox, declaredSize: Int?) async -> RecipientVerdict {
+    public func checkRecipient(_ mailbox: SMTPMailbox, declaredSize: Int?, account: String?) async -> RecipientVerdict {
+        let verdict = await resolve(mailbox, declaredSize: declaredSize, authenticated: account != nil)
+        if case .accepted = verdict, let account, let rateLimiter, !(await rateLimiter.admitRecipient(account: account)) {
+            return .rateLimited
+        }
+        return verdict
+    }
+
+    private func resolve(_ mailbox: SMTPMailbox, declaredSize: Int?, authenticated: Bool) async -> RecipientVerdict {
         let domain = mailbox.domain.isEmpty ? primaryDomain : mailbox.domain.lowercased()
         // Address literals are never one of our domains: no relaying through them.
         if domain.hasPrefix("[") { return .relayDenied }
@@ -36,7 +58,7 @@ public struct StoreSMTPBackend: SMTPBackend {
         do {
             switch try await store.resolveRecipient(address) {
             case .nonLocalDomain:
-                return .relayDenied
+                return authenticated ? .relayUnavailable : .relayDenied
             case .unknownUser:
                 return .unknownUser
             case .local(let accounts):
@@ -58,8 +80,75 @@ public struct StoreSMTPBackend: SMTPBackend {
         }
     }
 
+    /// The account itself, its sub-addresses (`alice+tag@`), and aliases that name it explicitly.
+    /// A catch-all does not count: it would let its target send as anyone in the domain.
+    public func checkSender(_ sender: SMTPMailbox?, account: String) async -> SenderVerdict {
+        guard await owns(sender, account: account) else { return .notOwned }
+        if let rateLimiter, !(await rateLimiter.admitMessage(account: account)) { return .rateLimited }
+        return .allowed
+    }
+
+    private func owns(_ sender: SMTPMailbox?, account: String) async -> Bool {
+        guard let sender, !sender.domain.isEmpty, !sender.domain.hasPrefix("[") else { return false }
+        let address = "\(sender.localPart)@\(sender.domain)".lowercased()
+        let account = account.lowercased()
+        if address == account { return true }
+        if let plus = sender.localPart.firstIndex(of: "+"),
+           "\(sender.localPart[..<plus])@\(sender.domain)".lowercased() == account { return true }
+        do {
+            let aliases = try await store.aliases(domain: sender.domain.lowercased())
+            return aliases.contains { $0.source == address && $0.targets.contains(account) }
+        } catch {
+            logger.error("sender check failed", metadata: ["sender": "\(address)", "error": "\(error)"])
+            return false
+        }
+    }
+
+    public func saveUpgradedCredentials(account: String, _ credentials: StoredCredentials) async {
+        do {
+            try await store.setCredentials(address: account, credentials)
+        } catch {
+            logger.warning("could not save upgraded credentials", metadata: ["account": "\(account)", "error": "\(error)"])
+        }
+    }
+
+    /// Submission (RFC 6409 §8): every From:/Sender: address must belong to the account; a
+    /// missing Date or Message-ID is added. Returns the header lines to add, or a refusal.
+    func submissionHeaders(_ transaction: SMTPTransaction, message: MessageData, date: Date) async -> Result<[UInt8], SMTPReply> {
+        guard let account = transaction.authenticatedAccount else { return .success([]) }
+        let head: [UInt8]
+        switch message {
+        case .memory(let bytes): head = Array(bytes.prefix(256 * 1024))
+        case .file(let path, _):
+            head = (FileHandle(forReadingAtPath: path).flatMap { try? $0.read(upToCount: 256 * 1024) }).map(Array.init) ?? []
+        }
+        let header = MessageHeader(parsing: head)
+        for name in ["From", "Sender"] {
+            for field in header.fields(named: name) {
+                for mailbox in AddressList(parsingBytes: field.rawValue).mailboxes {
+                    let smtp = mailbox.domain.map { SMTPMailbox(localPart: mailbox.localPart, domain: $0) }
+                    guard await owns(smtp, account: account) else {
+                        return .failure(SMTPReply(553, "5.7.1", "\(name): address <\(mailbox.address)> not owned by the authenticated user"))
+                    }
+                }
+            }
+        }
+        var added = ""
+        if header.field(named: "Date") == nil { added += "Date: \(TraceHeaders.rfc5322Date(date))\r\n" }
+        if header.field(named: "Message-ID") == nil { added += "Message-ID: <\(transaction.id).\(UInt32.random(in: 0...UInt32.max))@\(hostname)>\r\n" }
+        return .success(Array(added.utf8))
+    }
+
     public func deliver(_ transaction: SMTPTransaction, message: MessageData) async -> DeliveryVerdict {
         let date = now()
+        var submissionPrefix: [UInt8] = []
+        switch await submissionHeaders(transaction, message: message, date: date) {
+        case .success(let lines): submissionPrefix = lines
+        case .failure(let refusal):
+            if case .file(let path, _) = message { try? FileManager.default.removeItem(atPath: path) }
+            logger.notice("submission refused", metadata: ["queue_id": "\(transaction.id)", "account": "\(transaction.authenticatedAccount ?? "")", "reason": "\(refusal.lines.joined())"])
+            return .rejected(refusal)
+        }
         // One copy per account, even when several recipients (aliases, +tags) lead to it.
         var seen = Set<Int64>()
         var recipients: [DeliveryRecipient] = []
@@ -67,7 +156,7 @@ public struct StoreSMTPBackend: SMTPBackend {
         for recipient in transaction.recipients {
             for account in recipient.accounts where seen.insert(account.accountID).inserted {
                 let prefix = TraceHeaders.prefix(transaction: transaction, recipient: recipient.mailbox.description,
-                                                 hostname: hostname, date: date)
+                                                 hostname: hostname, date: date) + submissionPrefix
                 recipients.append(DeliveryRecipient(accountID: account.accountID, headerPrefix: prefix))
                 recipientNames.append(account.address)
             }
@@ -81,6 +170,7 @@ public struct StoreSMTPBackend: SMTPBackend {
             "size": "\(transaction.size)",
             "proto": "\(transaction.receivedProtocol)",
         ]
+        if let account = transaction.authenticatedAccount { metadata["account"] = "\(account)" }
         do {
             let result = try await store.deliver(Delivery(message: message, recipients: recipients, internalDate: date))
             var stored = 0

@@ -1,10 +1,9 @@
-// One SMTP listening socket (inbound MX, or later submission), with its connection limits and
-// the registry of live sessions used for graceful shutdown.
+// An SMTP listening socket (inbound MX today; submission later) on FacteurNet's TCPListener.
 
+import FacteurIdentity
 import FacteurNet
 import Logging
 import NIOCore
-import NIOPosix
 import NIOSSL
 
 public final class SMTPListener: Sendable {
@@ -25,52 +24,35 @@ public final class SMTPListener: Sendable {
     }
 
     public let configuration: Configuration
-    private let channel: any Channel
-    private let registry: ConnectionRegistry
-    private let logger: Logger
+    private let listener: TCPListener
 
-    private init(configuration: Configuration, channel: any Channel, registry: ConnectionRegistry, logger: Logger) {
+    private init(configuration: Configuration, listener: TCPListener) {
         self.configuration = configuration
-        self.channel = channel
-        self.registry = registry
-        self.logger = logger
+        self.listener = listener
     }
 
-    public var localAddress: SocketAddress? { channel.localAddress }
+    public var localAddress: SocketAddress? { listener.localAddress }
+    public var activeSessions: Int { listener.activeSessions }
 
     /// Binds the socket and starts accepting. `sslContext` enables STARTTLS, or implicit TLS when
     /// `configuration.session.implicitTLS` is set.
     public static func bind(configuration: Configuration, backend: any SMTPBackend, sslContext: NIOSSLContext?,
-                            group: any EventLoopGroup, logger: Logger) async throws -> SMTPListener {
-        let registry = ConnectionRegistry()
-        let limiter = ConnectionLimiter(maxConnections: configuration.maxConnections,
-                                        maxPerAddress: configuration.maxConnectionsPerAddress)
-        let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.maxMessagesPerRead, value: 4)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    if configuration.session.implicitTLS, let sslContext {
-                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
-                    }
-                    let handler = SMTPServerHandler(
-                        configuration: configuration.session, limits: configuration.limits, backend: backend,
-                        sslContext: sslContext, spoolDirectory: configuration.spoolDirectory, limiter: limiter,
-                        registry: registry, logger: logger)
-                    try channel.pipeline.syncOperations.addHandler(handler)
-                }
+                            group: any EventLoopGroup, logger: Logger, authenticator: Authenticator? = nil) async throws -> SMTPListener {
+        let listener = try await TCPListener.bind(
+            configuration: .init(host: configuration.host, port: configuration.port, implicitTLS: configuration.session.implicitTLS,
+                                 maxConnections: configuration.maxConnections,
+                                 maxConnectionsPerAddress: configuration.maxConnectionsPerAddress),
+            sslContext: sslContext, group: group) { connection in
+                SMTPServerHandler(configuration: configuration.session, limits: configuration.limits, backend: backend,
+                                  sslContext: sslContext, spoolDirectory: configuration.spoolDirectory,
+                                  limiter: connection.limiter, registry: connection.registry, logger: logger,
+                                  authenticator: authenticator)
             }
-        let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
-        return SMTPListener(configuration: configuration, channel: channel, registry: registry, logger: logger)
+        return SMTPListener(configuration: configuration, listener: listener)
     }
 
     /// Stops accepting, lets sessions finish the message they are receiving (up to `grace`), then closes.
     public func shutdown(grace: Duration = .seconds(30)) async {
-        try? await channel.close()
-        await registry.drainAll(timeout: grace)
+        await listener.shutdown(grace: grace)
     }
-
-    public var activeSessions: Int { registry.count }
 }

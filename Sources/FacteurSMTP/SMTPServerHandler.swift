@@ -3,7 +3,9 @@
 // It is the only SMTP code that knows about channels. Back-pressure: while an effect runs or too
 // much input is buffered, it withholds `read()`, so a client cannot make it buffer without bound.
 
+import FacteurIdentity
 import FacteurNet
+import Foundation
 import FacteurStore
 import Logging
 import NIOCore
@@ -24,6 +26,11 @@ public struct SMTPServerLimits: Sendable {
     public init() {}
 }
 
+struct AuthStep: Sendable {
+    var exchange: AuthExchange
+    var outcome: AuthOutcome
+}
+
 public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @unchecked Sendable {
     public typealias InboundIn = ByteBuffer
     public typealias InboundOut = ByteBuffer
@@ -32,6 +39,8 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
 
     private enum Framing {
         case commands
+        /// A SASL exchange waits for the client's next response line (RFC 4954 §4).
+        case authResponse
         case data
         case chunk(remaining: Int, last: Bool)
     }
@@ -39,6 +48,8 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
     private let configuration: SMTPSessionConfiguration
     private let limits: SMTPServerLimits
     private let backend: any SMTPBackend
+    private let authenticator: Authenticator?
+    private var exchange: AuthExchange?
     private let sslContext: NIOSSLContext?
     private let spoolDirectory: String
     private let limiter: ConnectionLimiter?
@@ -62,7 +73,8 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
 
     public init(configuration: SMTPSessionConfiguration, limits: SMTPServerLimits, backend: any SMTPBackend,
                 sslContext: NIOSSLContext?, spoolDirectory: String, limiter: ConnectionLimiter?,
-                registry: ConnectionRegistry?, logger: Logger) {
+                registry: ConnectionRegistry?, logger: Logger, authenticator: Authenticator? = nil) {
+        self.authenticator = authenticator
         self.configuration = configuration
         self.limits = limits
         self.backend = backend
@@ -130,7 +142,7 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
             if !waitingForEffect {
                 consumeMessageData(&buffer, context: context)
             }
-        case .commands:
+        case .commands, .authResponse:
             break
         }
         if buffer.readableBytes > 0 { lines.append(&buffer) }
@@ -195,6 +207,7 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
     // MARK: Input processing
 
     private func processInput(context: ChannelHandlerContext) {
+        defer { resumeReadingIfPossible(context: context) }
         while !waitingForEffect, !closing {
             switch framing {
             case .data, .chunk:
@@ -204,6 +217,15 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
                 if rest.readableBytes > 0 { lines.append(&rest) }
                 if case .commands = framing { continue }
                 return
+            case .authResponse:
+                switch lines.next() {
+                case .line(let line): continueAuthentication(line, context: context)
+                case .tooLong:
+                    exchange = nil
+                    framing = .commands
+                    apply { $0.authenticationFinished(.failure(SMTPReply(500, "5.5.6", "Authentication exchange line too long"))) }
+                case .needMoreData: return
+                }
             case .commands:
                 switch lines.next() {
                 case .line(let line):
@@ -212,7 +234,6 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
                 case .tooLong:
                     apply { $0.commandLineTooLong() }
                 case .needMoreData:
-                    resumeReadingIfPossible(context: context)
                     return
                 }
             }
@@ -247,7 +268,7 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
             let message = ReceivedMessage(size: spool.size, exceededMaximumSize: spool.exceededMaximumSize,
                                           containsNUL: decoder.containsNUL, lineTooLong: decoder.lineTooLong)
             apply { $0.chunkReceived(message) }
-        case .commands:
+        case .commands, .authResponse:
             return
         }
     }
@@ -276,7 +297,8 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
                 startTLS(context: context)
             case .checkRecipient(let mailbox, let declaredSize):
                 let backend = self.backend
-                perform(context: context, { await backend.checkRecipient(mailbox, declaredSize: declaredSize) }) { handler, verdict in
+                let account = session?.authenticatedAccount
+                perform(context: context, { await backend.checkRecipient(mailbox, declaredSize: declaredSize, account: account) }) { handler, verdict in
                     handler.apply { $0.recipientChecked(verdict) }
                 }
             case .receiveData:
@@ -301,10 +323,84 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
                 perform(context: context, { await backend.deliver(transaction, message: message) }) { handler, verdict in
                     handler.apply { $0.deliveryFinished(verdict, transactionID: transaction.id) }
                 }
+            case .authenticate(let mechanism, let initialResponse):
+                guard let authenticator, let started = authenticator.begin(mechanism: mechanism, client: clientAddress) else {
+                    apply { $0.authenticationFinished(.failure(SMTPReply(504, "5.5.4", "Unrecognized authentication type"))) }
+                    continue
+                }
+                exchange = started
+                authenticate(with: initialResponse, context: context)
+            case .checkSender(let sender, let account):
+                let backend = self.backend
+                perform(context: context, { await backend.checkSender(sender, account: account) }) { handler, verdict in
+                    handler.apply { $0.senderChecked(verdict) }
+                }
             case .close:
                 closing = true
                 closeAfterFlush(context: context)
             }
+        }
+    }
+
+    // MARK: SASL (RFC 4954)
+
+    /// Sends one client response (nil: none) to the exchange, off the event loop.
+    private func authenticate(with response: [UInt8]?, context: ChannelHandlerContext) {
+        guard let started = exchange else { return }
+        perform(context: context, { () async -> AuthStep in
+            var current = started
+            let outcome = await current.respond(response)
+            return AuthStep(exchange: current, outcome: outcome)
+        }) { handler, step in
+            handler.exchange = step.exchange
+            handler.handle(step.outcome, context: context)
+        }
+    }
+
+    private func continueAuthentication(_ line: [UInt8], context: ChannelHandlerContext) {
+        framing = .commands
+        guard var current = exchange else { return }
+        if line == Array("*".utf8) {
+            let outcome = current.cancel()
+            exchange = current
+            return handle(outcome, context: context)
+        }
+        guard let decoded = Data(base64Encoded: Data(line)) else {
+            let outcome = current.reject()
+            exchange = current
+            return handle(outcome, context: context)
+        }
+        exchange = current
+        authenticate(with: Array(decoded), context: context)
+    }
+
+    private func handle(_ outcome: AuthOutcome, context: ChannelHandlerContext) {
+        switch outcome {
+        case .challenge(let bytes):
+            writeReply(SMTPReply(334, nil, Data(bytes).base64EncodedString()))
+            framing = .authResponse
+        case .success(let success):
+            exchange = nil
+            if let upgraded = success.upgradedCredentials {
+                let backend = self.backend
+                let account = success.authcid
+                Task { await backend.saveUpgradedCredentials(account: account, upgraded) }
+            }
+            logger.info("authenticated", metadata: ["client": "\(clientAddress)", "account": "\(success.authcid)", "mechanism": "\(success.mechanism.rawValue)"])
+            apply { $0.authenticationFinished(.success(account: success.authcid)) }
+        case .failure(let failure):
+            exchange = nil
+            logger.notice("authentication failed", metadata: ["client": "\(clientAddress)", "reason": "\(failure.reason)"])
+            apply { $0.authenticationFinished(.failure(Self.reply(for: failure))) }
+        }
+    }
+
+    static func reply(for failure: SASLFailure) -> SMTPReply {
+        switch failure.reason {
+        case .malformed: return SMTPReply(501, "5.5.2", "Malformed authentication response")
+        case .cancelled: return SMTPReply(501, "5.0.0", "Authentication cancelled")
+        case .temporarilyUnavailable, .tooManyFailures: return SMTPReply(454, "4.7.0", "Temporary authentication failure, try again later")
+        default: return SMTPReply(535, "5.7.8", "Authentication credentials invalid")
         }
     }
 

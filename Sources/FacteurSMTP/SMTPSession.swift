@@ -20,8 +20,36 @@ public enum SMTPAction: Equatable, Sendable {
     case receiveChunk(size: Int, last: Bool)
     /// Store the message, then call `deliveryFinished(_:)`.
     case deliver(SMTPTransaction)
+    /// Run a SASL exchange (RFC 4954) starting with `initialResponse` (nil: none; []: empty),
+    /// then call `authenticationFinished(_:)`.
+    case authenticate(mechanism: String, initialResponse: [UInt8]?)
+    /// Submission: check that the authenticated account may use this envelope sender, then call
+    /// `senderChecked(_:)`.
+    case checkSender(SMTPMailbox?, account: String)
     /// Close the connection once the replies are written.
     case close
+}
+
+/// Which service a listener offers.
+public enum SMTPMode: Sendable, Equatable {
+    /// Port 25: mail from other organisations, for local recipients only; no AUTH.
+    case inbound
+    /// Ports 587/465 (RFC 6409, RFC 8314): the organisation's own users, AUTH required.
+    case submission
+}
+
+/// Whether an authenticated account may send now, as this sender.
+public enum SenderVerdict: Sendable, Equatable {
+    case allowed
+    /// Not one of the account's addresses (553 5.7.1).
+    case notOwned
+    /// Over the account's hourly message limit (451 4.7.1: clients retry; a 5xx would lose mail).
+    case rateLimited
+}
+
+public enum AuthenticationResult: Sendable, Equatable {
+    case success(account: String)
+    case failure(SMTPReply)
 }
 
 /// A local account a recipient resolved to.
@@ -36,6 +64,10 @@ public enum RecipientVerdict: Equatable, Sendable {
     case accepted([LocalRecipient])
     case unknownUser
     case relayDenied
+    /// Submission to another domain: needs the outbound queue, which is not built yet.
+    case relayUnavailable
+    /// Over the authenticated account's hourly recipient limit.
+    case rateLimited
     case mailboxFull
     case tooLargeForMailbox
     case temporaryFailure
@@ -59,6 +91,8 @@ public enum DeliveryVerdict: Equatable, Sendable {
     case mailboxFull
     /// The store could not write (disk full, I/O error): nothing was kept.
     case storageFailure
+    /// Refused by policy after reading it (e.g. a From: the account may not use).
+    case rejected(SMTPReply)
 }
 
 /// Everything known about a message transaction when its data is complete.
@@ -75,6 +109,8 @@ public struct SMTPTransaction: Equatable, Sendable {
     /// RFC 3848 / RFC 6531 §3.7.3 protocol name for the Received header: ESMTP, ESMTPS, UTF8SMTPS, …
     public var receivedProtocol: String
     public var size: Int
+    /// The account that authenticated (submission), nil on the inbound port.
+    public var authenticatedAccount: String? = nil
 }
 
 public struct SMTPSessionConfiguration: Sendable {
@@ -87,11 +123,19 @@ public struct SMTPSessionConfiguration: Sendable {
     public var tlsAvailable: Bool
     /// Implicit TLS listener (smtps/submissions): the session is already under TLS.
     public var implicitTLS: Bool
+    public var mode: SMTPMode
+    /// SASL mechanisms offered (submission).
+    public var authMechanisms: [String]
+    /// Mechanisms that send the password in the clear are offered without TLS only when this is
+    /// set (loopback clients in development).
+    public var allowPlaintextAuthWithoutTLS: Bool
 
     public init(hostname: String, maxMessageSize: Int = 50 * 1024 * 1024, maxRecipients: Int = 100, maxErrors: Int = 20,
-                tlsAvailable: Bool = true, implicitTLS: Bool = false) {
+                tlsAvailable: Bool = true, implicitTLS: Bool = false, mode: SMTPMode = .inbound,
+                authMechanisms: [String] = ["SCRAM-SHA-256", "PLAIN", "LOGIN"], allowPlaintextAuthWithoutTLS: Bool = false) {
         self.hostname = hostname; self.maxMessageSize = maxMessageSize; self.maxRecipients = maxRecipients
         self.maxErrors = maxErrors; self.tlsAvailable = tlsAvailable; self.implicitTLS = implicitTLS
+        self.mode = mode; self.authMechanisms = authMechanisms; self.allowPlaintextAuthWithoutTLS = allowPlaintextAuthWithoutTLS
     }
 }
 
@@ -101,6 +145,8 @@ public struct SMTPSession: Sendable {
         case ready              // after EHLO/HELO, no transaction
         case mail               // MAIL accepted, collecting RCPT
         case checkingRecipient  // waiting for recipientChecked
+        case checkingSender     // waiting for senderChecked
+        case authenticating     // a SASL exchange runs in the adapter
         case data               // reading DATA
         case chunk(last: Bool)  // reading a BDAT chunk
         case chunksOpen         // between BDAT chunks
@@ -126,6 +172,8 @@ public struct SMTPSession: Sendable {
     private var receivedSize = 0
     private var errors = 0
     private var draining = false
+    public private(set) var authenticatedAccount: String?
+    private var pendingSender: (mailbox: SMTPMailbox?, size: Int?, utf8: Bool)?
 
     public init(configuration: SMTPSessionConfiguration, clientAddress: String,
                 makeTransactionID: @escaping @Sendable () -> String = SMTPSession.randomTransactionID) {
@@ -174,6 +222,10 @@ public struct SMTPSession: Sendable {
             return fail(SMTPReply(550, "5.1.1", "<\(mailbox)>: Recipient address rejected: no such user"))
         case .relayDenied:
             return fail(SMTPReply(550, "5.7.1", "<\(mailbox)>: Relay access denied"))
+        case .relayUnavailable:
+            return fail(SMTPReply(550, "5.3.5", "<\(mailbox)>: Delivery to other domains is not available on this server yet"))
+        case .rateLimited:
+            return fail(SMTPReply(451, "4.7.1", "<\(mailbox)>: Too many recipients this hour, try again later"))
         case .mailboxFull:
             return fail(SMTPReply(452, "4.2.2", "<\(mailbox)>: Mailbox full"))
         case .tooLargeForMailbox:
@@ -218,6 +270,7 @@ public struct SMTPSession: Sendable {
         case .stored: reply = SMTPReply(250, "2.0.0", "Ok: queued as \(transactionID)")
         case .mailboxFull: reply = SMTPReply(452, "4.2.2", "Mailbox full, try again later")
         case .storageFailure: reply = SMTPReply(452, "4.3.1", "Insufficient system storage, try again later")
+        case .rejected(let refusal): return fail(refusal) + afterTransactionIfDraining()
         }
         return [.reply(reply)] + afterTransactionIfDraining()
     }
@@ -227,6 +280,7 @@ public struct SMTPSession: Sendable {
         tlsActive = true
         heloName = nil
         extended = false
+        authenticatedAccount = nil
         resetTransaction()
         phase = .greeting
         return []
@@ -242,9 +296,49 @@ public struct SMTPSession: Sendable {
     public mutating func drain() -> [SMTPAction] {
         guard phase != .closed else { return [] }
         draining = true
-        if isInsideMessage || phase == .checkingRecipient { return [] }
+        if isInsideMessage || phase == .checkingRecipient || phase == .checkingSender || phase == .authenticating { return [] }
         phase = .closed
         return [.reply(.shuttingDown), .close]
+    }
+
+    /// The adapter finished the SASL exchange it was asked to run.
+    public mutating func authenticationFinished(_ result: AuthenticationResult) -> [SMTPAction] {
+        guard phase == .authenticating else { return [] }
+        phase = .ready
+        switch result {
+        case .success(let account):
+            authenticatedAccount = account
+            return [.reply(SMTPReply(235, "2.7.0", "Authentication successful"))] + afterTransactionIfDraining()
+        case .failure(let reply):
+            return fail(reply) + afterTransactionIfDraining()
+        }
+    }
+
+    /// Submission: whether the authenticated account may send as the MAIL FROM address.
+    public mutating func senderChecked(_ verdict: SenderVerdict) -> [SMTPAction] {
+        guard phase == .checkingSender, let pending = pendingSender else { return [] }
+        pendingSender = nil
+        phase = .ready
+        switch verdict {
+        case .allowed: break
+        case .notOwned:
+            return fail(SMTPReply(553, "5.7.1", "Sender address not owned by the authenticated user")) + afterTransactionIfDraining()
+        case .rateLimited:
+            return fail(SMTPReply(451, "4.7.1", "Too many messages this hour, try again later")) + afterTransactionIfDraining()
+        }
+        sender = .some(pending.mailbox)
+        declaredSize = pending.size
+        smtpUTF8 = pending.utf8
+        phase = .mail
+        return [.reply(SMTPReply(250, "2.1.0", "Ok"))] + afterTransactionIfDraining()
+    }
+
+    /// Mechanisms offered now: none on the inbound port; on submission, all of them under TLS,
+    /// only those that never reveal the password otherwise (unless development allows it).
+    public var offeredMechanisms: [String] {
+        guard configuration.mode == .submission else { return [] }
+        if tlsActive || configuration.allowPlaintextAuthWithoutTLS { return configuration.authMechanisms }
+        return configuration.authMechanisms.filter { $0.hasPrefix("SCRAM-") }
     }
 
     // MARK: Commands
@@ -326,10 +420,39 @@ public struct SMTPSession: Sendable {
             guard phase == .ready || phase == .greeting else { return fail(SMTPReply(503, "5.5.1", "STARTTLS not allowed inside a transaction")) }
             return [.reply(SMTPReply(220, "2.0.0", "Ready to start TLS")), .startTLS]
 
-        case .auth:
+        case .auth(let mechanism, let initial):
+            return auth(mechanism: mechanism, initialResponse: initial)
+        }
+    }
+
+    // AUTH mechanism [initial-response]     (RFC 4954 §4)
+    private mutating func auth(mechanism: String, initialResponse: String?) -> [SMTPAction] {
+        guard configuration.mode == .submission else {
             // Inbound MX: authentication lives on the submission listeners (RFC 6409).
             return fail(SMTPReply(502, "5.5.1", "AUTH not available on this port"))
         }
+        guard phase == .ready, extended else {
+            return fail(phase == .greeting || !extended ? SMTPReply(503, "5.5.1", "Send EHLO first") : SMTPReply(503, "5.5.1", "AUTH not allowed inside a transaction"))
+        }
+        guard authenticatedAccount == nil else { return fail(SMTPReply(503, "5.5.1", "Already authenticated")) }
+        guard configuration.authMechanisms.contains(mechanism) else {
+            return fail(SMTPReply(504, "5.5.4", "Unrecognized authentication type"))
+        }
+        guard offeredMechanisms.contains(mechanism) else {
+            return fail(SMTPReply(538, "5.7.11", "Encryption required for requested authentication mechanism"))
+        }
+        var initial: [UInt8]?
+        if let initialResponse {
+            if initialResponse == "=" {
+                initial = []
+            } else if let decoded = Data(base64Encoded: initialResponse) {
+                initial = Array(decoded)
+            } else {
+                return fail(SMTPReply(501, "5.5.2", "Invalid base64 in initial response"))
+            }
+        }
+        phase = .authenticating
+        return [.authenticate(mechanism: mechanism, initialResponse: initial)]
     }
 
     private func ehloLines(greeting name: String) -> [String] {
@@ -341,6 +464,9 @@ public struct SMTPSession: Sendable {
                      "ENHANCEDSTATUSCODES",
                      "CHUNKING"]
         if configuration.tlsAvailable, !tlsActive { lines.append("STARTTLS") }
+        if configuration.mode == .submission, !offeredMechanisms.isEmpty {
+            lines.append("AUTH " + offeredMechanisms.joined(separator: " "))
+        }
         lines.append("HELP")
         return lines
     }
@@ -376,6 +502,13 @@ public struct SMTPSession: Sendable {
         }
         if let from, !from.isASCII, !utf8 {
             return fail(SMTPReply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"))
+        }
+        if configuration.mode == .submission {
+            // RFC 6409 §4.3 / RFC 4954 §6: submission needs an authenticated user.
+            guard let account = authenticatedAccount else { return fail(SMTPReply(530, "5.7.0", "Authentication required")) }
+            pendingSender = (from, size, utf8)
+            phase = .checkingSender
+            return [.checkSender(from, account: account)]
         }
         sender = .some(from)
         declaredSize = size
@@ -415,11 +548,13 @@ public struct SMTPSession: Sendable {
     private mutating func deliver(size: Int) -> [SMTPAction] {
         guard let sender, let heloName else { resetTransaction(); return fail(.badSequence) }
         phase = .delivering
+        // RFC 3848 / RFC 6531 §3.7.3: ESMTP, ESMTPS, ESMTPA, ESMTPSA, UTF8SMTPSA, …
         var proto = smtpUTF8 ? "UTF8SMTP" : (extended ? "ESMTP" : "SMTP")
         if tlsActive { proto += "S" }
+        if authenticatedAccount != nil { proto += "A" }
         let transaction = SMTPTransaction(
             id: makeTransactionID(), sender: sender, recipients: recipients, heloName: heloName,
-            clientAddress: clientAddress, receivedProtocol: proto, size: size)
+            clientAddress: clientAddress, receivedProtocol: proto, size: size, authenticatedAccount: authenticatedAccount)
         return [.deliver(transaction)]
     }
 

@@ -44,6 +44,8 @@ public struct ServerConfiguration: Sendable {
     /// `<postmaster>` goes.
     public var primaryDomain = "localhost"
     public var dataDirectory = "./facteur-data"
+    /// Where `postmaster@` every local domain goes (RFC 5321 §4.5.1); nil: the first admin account.
+    public var postmaster: String?
     public var logLevel = "info"
     /// Certificate and key for every TLS listener; relative paths are inside the data folder.
     /// Missing files are generated (self-signed) on start when `generateSelfSigned` is true.
@@ -101,6 +103,12 @@ extension ServerConfiguration {
         if let value = try reader.string("hostname") { config.hostname = try validHostname(value, key: "hostname", file: file) }
         if let value = try reader.string("primary_domain") { config.primaryDomain = try validHostname(value, key: "primary_domain", file: file).lowercased() }
         if let value = try reader.string("data") { config.dataDirectory = value }
+        if let value = try reader.string("postmaster") {
+            guard value.contains("@"), !value.hasPrefix("@"), !value.hasSuffix("@") else {
+                throw ConfigurationError(file: file, location: "postmaster", message: "\"\(value)\" is not an address")
+            }
+            config.postmaster = value.lowercased()
+        }
         if let value = try reader.string("log_level") {
             guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(value) else {
                 throw ConfigurationError(file: file, location: "log_level", message: "must be one of trace, debug, info, notice, warning, error, critical")

@@ -10,6 +10,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import ServiceLifecycle
+import Crypto
 
 public enum FacteurServer {
     /// Runs until SIGTERM or SIGINT, then lets sessions finish their message and exits.
@@ -29,32 +30,17 @@ public enum FacteurServer {
         try await FirstStart.ensureDefaults(store: store, configuration: configuration)
         let sslContext = try makeTLS(configuration: configuration, logger: logger)
 
-        let group = MultiThreadedEventLoopGroup.singleton
-        var listeners: [SMTPListener] = []
+        let context = ServerContext(
+            configuration: configuration, store: store, sslContext: sslContext,
+            authenticator: try makeAuthenticator(store: store, configuration: configuration),
+            spoolDirectory: spool, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+        var listeners: [RunningListener] = []
         for listener in configuration.listeners {
-            switch listener.proto {
-            case .smtp:
-                let backend = StoreSMTPBackend(store: store, hostname: configuration.hostname,
-                                               primaryDomain: configuration.primaryDomain, logger: logger)
-                var limits = SMTPServerLimits()
-                limits.idleTimeout = .seconds(Int64(configuration.idleTimeoutSeconds))
-                let session = SMTPSessionConfiguration(
-                    hostname: configuration.hostname, maxMessageSize: configuration.maxMessageSize,
-                    maxRecipients: configuration.maxRecipients, maxErrors: configuration.maxErrors,
-                    tlsAvailable: listener.tls != .none && sslContext != nil, implicitTLS: listener.tls == .implicit)
-                let bound = try await SMTPListener.bind(
-                    configuration: .init(host: listener.address, port: listener.port, session: session, limits: limits,
-                                         spoolDirectory: spool, maxConnections: configuration.maxConnections,
-                                         maxConnectionsPerAddress: configuration.maxConnectionsPerAddress),
-                    backend: backend, sslContext: listener.tls == .none ? nil : sslContext, group: group, logger: logger)
-                listeners.append(bound)
-                let address = bound.localAddress
-                let host = address?.ipAddress ?? listener.address
-                let shown = host.contains(":") ? "[\(host)]" : host
-                announce("LISTENING \(listener.proto.rawValue) \(shown):\(address?.port ?? listener.port)")
-            default:
-                throw ConfigurationError(file: "listeners", location: listener.proto.rawValue, message: "not available yet")
-            }
+            let running = try await start(listener, context: context)
+            listeners.append(running)
+            let host = running.address?.ipAddress ?? listener.address
+            let shown = host.contains(":") ? "[\(host)]" : host
+            announce("LISTENING \(listener.proto.rawValue) \(shown):\(running.address?.port ?? listener.port)")
         }
 
         let service = ListenersService(listeners: listeners, store: store,
@@ -65,6 +51,50 @@ public enum FacteurServer {
             logger: logger))
         try await serviceGroup.run()
         logger.info("stopped")
+    }
+
+    /// Starts one listener. Each protocol adds its case here.
+    static func start(_ listener: ListenerConfiguration, context: ServerContext) async throws -> RunningListener {
+        let configuration = context.configuration
+        let tls = listener.tls == .none ? nil : context.sslContext
+        switch listener.proto {
+        case .smtp:
+            let backend = StoreSMTPBackend(store: context.store, hostname: configuration.hostname,
+                                           primaryDomain: configuration.primaryDomain, logger: context.logger)
+            var limits = SMTPServerLimits()
+            limits.idleTimeout = .seconds(Int64(configuration.idleTimeoutSeconds))
+            let session = SMTPSessionConfiguration(
+                hostname: configuration.hostname, maxMessageSize: configuration.maxMessageSize,
+                maxRecipients: configuration.maxRecipients, maxErrors: configuration.maxErrors,
+                tlsAvailable: tls != nil, implicitTLS: listener.tls == .implicit)
+            let bound = try await SMTPListener.bind(
+                configuration: .init(host: listener.address, port: listener.port, session: session, limits: limits,
+                                     spoolDirectory: context.spoolDirectory, maxConnections: configuration.maxConnections,
+                                     maxConnectionsPerAddress: configuration.maxConnectionsPerAddress),
+                backend: backend, sslContext: tls, group: context.group, logger: context.logger)
+            return RunningListener(address: bound.localAddress) { await bound.shutdown(grace: $0) }
+        default:
+            throw ConfigurationError(file: "listeners", location: listener.proto.rawValue, message: "not available yet")
+        }
+    }
+
+    /// One authenticator for every protocol, with a persisted secret so that an unknown user's
+    /// fake SCRAM salt stays the same across protocols and restarts (it must not reveal who exists).
+    static func makeAuthenticator(store: SQLiteMailStore, configuration: ServerConfiguration) throws -> Authenticator {
+        let path = configuration.resolve("keys/sasl-secret")
+        let secret: [UInt8]
+        if let existing = FileManager.default.contents(atPath: path), existing.count == 32 {
+            secret = Array(existing)
+        } else {
+            try FileManager.default.createDirectory(atPath: configuration.resolve("keys"), withIntermediateDirectories: true)
+            var generator = SystemRandomNumberGenerator()
+            secret = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            try Data(secret).write(to: URL(fileURLWithPath: path), options: .atomic)
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
+        }
+        return Authenticator(configuration: .init(sasl: SASLOptions(unknownUserSecret: SymmetricKey(data: secret))),
+                             lookup: { try await store.credentials(address: $0) },
+                             throttle: SharedAuthThrottle())
     }
 
     /// Writes a line to standard output at once (tests and scripts wait for these lines).
@@ -91,9 +121,26 @@ public enum FacteurServer {
     }
 }
 
+/// What every protocol's listener needs from the composition root.
+struct ServerContext: Sendable {
+    let configuration: ServerConfiguration
+    let store: SQLiteMailStore
+    let sslContext: NIOSSLContext?
+    let authenticator: Authenticator
+    let spoolDirectory: String
+    let group: any EventLoopGroup
+    let logger: Logger
+}
+
+/// A bound listener, as the lifecycle sees it.
+struct RunningListener: Sendable {
+    let address: SocketAddress?
+    let shutdown: @Sendable (Duration) async -> Void
+}
+
 /// Keeps the listeners alive until shutdown, then drains them; collects garbage blobs meanwhile.
 struct ListenersService: Service {
-    let listeners: [SMTPListener]
+    let listeners: [RunningListener]
     let store: SQLiteMailStore
     let grace: Duration
     let logger: Logger
@@ -122,7 +169,7 @@ struct ListenersService: Service {
         }
         await withTaskGroup(of: Void.self) { group in
             for listener in listeners {
-                group.addTask { await listener.shutdown(grace: grace) }
+                group.addTask { await listener.shutdown(grace) }
             }
         }
     }

@@ -19,6 +19,7 @@ enum FirstStart {
             FacteurServer.announce("admin password: \(password)")
             FacteurServer.announce("(shown once; change it with `facteur account passwd admin@\(domain)`)")
         }
+        try await store.setPostmaster(configuration.postmaster)
     }
 
     /// 20 characters from a 56-letter alphabet without look-alikes: about 116 bits.

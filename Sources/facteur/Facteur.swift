@@ -69,7 +69,9 @@ struct Serve: AsyncParsableCommand {
             handler.logLevel = level
             return handler
         }
-        try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true)
+        // The data folder holds password hashes and private keys: owner only.
+        try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
         try await FacteurServer.run(configuration: configuration, logger: Logger(label: "facteur"))
     }
 }

@@ -12,6 +12,10 @@ struct SessionDriver {
     var closed = false
     var pendingData = false
     var pendingChunk: (size: Int, last: Bool)?
+    var authResult: AuthenticationResult = .success(account: "alice@example.org")
+    var authStarted: (String, [UInt8]?)?
+    var allowedSenders: Set<String> = ["alice@example.org"]
+    var rateLimited = false
 
     init(configuration: SMTPSessionConfiguration = SMTPSessionConfiguration(hostname: "mx.example.org", maxMessageSize: 1000, maxRecipients: 3, maxErrors: 5)) {
         session = SMTPSession(configuration: configuration, clientAddress: "192.0.2.7", makeTransactionID: { "TESTID" })
@@ -47,6 +51,12 @@ struct SessionDriver {
                 replies += run(session.recipientChecked(verdict))
             case .receiveData: pendingData = true
             case .receiveChunk(let size, let last): pendingChunk = (size, last)
+            case .authenticate(let mechanism, let initial):
+                authStarted = (mechanism, initial)
+                replies += run(session.authenticationFinished(authResult))
+            case .checkSender(let sender, _):
+                let owned = sender.map { allowedSenders.contains($0.description) } ?? false
+                replies += run(session.senderChecked(rateLimited ? .rateLimited : (owned ? .allowed : .notOwned)))
             case .deliver(let transaction):
                 delivered.append(transaction)
                 replies += run(session.deliveryFinished(deliveryVerdict, transactionID: transaction.id))
@@ -327,5 +337,95 @@ final class SMTPSessionTests: XCTestCase {
         \tfor <bob@example.org>; Mon, 30 Nov 2026 00:53:20 +0000\r
 
         """)
+    }
+
+    // MARK: Submission (RFC 6409, RFC 4954)
+
+    private func submission(tls: Bool = true, plaintextWithoutTLS: Bool = false) -> SessionDriver {
+        SessionDriver(configuration: .init(hostname: "mx", maxErrors: 50, implicitTLS: tls, mode: .submission,
+                                           allowPlaintextAuthWithoutTLS: plaintextWithoutTLS))
+    }
+
+    func testSubmissionAdvertisesAuthAndRequiresIt() {
+        var d = submission()
+        guard case .reply(let reply)? = d.session.receive(.success(.ehlo("c"))).first else { return XCTFail("no reply") }
+        XCTAssertTrue(reply.lines.contains("AUTH SCRAM-SHA-256 PLAIN LOGIN"))
+        XCTAssertEqual(d.send("MAIL FROM:<alice@example.org>"), ["530 5.7.0"])
+        XCTAssertEqual(d.send("AUTH PLAIN AGFsaWNlQGV4YW1wbGUub3JnAHNlY3JldA=="), ["235 2.7.0"])
+        XCTAssertEqual(d.authStarted?.0, "PLAIN")
+        XCTAssertEqual(d.authStarted?.1, Array("\0alice@example.org\0secret".utf8))
+        XCTAssertEqual(d.send("AUTH PLAIN"), ["503 5.5.1"], "already authenticated")
+        XCTAssertEqual(d.send("MAIL FROM:<alice@example.org>"), ["250 2.1.0"])
+        XCTAssertEqual(d.send("RCPT TO:<bob@example.org>"), ["250 2.1.5"])
+        XCTAssertEqual(d.send("DATA"), ["354"])
+        XCTAssertEqual(d.dataEnds(ReceivedMessage(size: 5)), ["250 2.0.0"])
+        XCTAssertEqual(d.delivered.first?.authenticatedAccount, "alice@example.org")
+        XCTAssertEqual(d.delivered.first?.receivedProtocol, "ESMTPSA")
+    }
+
+    func testSubmissionRefusesForeignSenders() {
+        var d = submission()
+        _ = d.send("EHLO c")
+        _ = d.send("AUTH PLAIN =")
+        XCTAssertEqual(d.authStarted?.1, [], "'=' is an empty initial response")
+        XCTAssertEqual(d.send("MAIL FROM:<ceo@example.org>"), ["553 5.7.1"])
+        XCTAssertEqual(d.send("MAIL FROM:<>"), ["553 5.7.1"])
+        XCTAssertEqual(d.send("MAIL FROM:<alice@example.org>"), ["250 2.1.0"])
+    }
+
+    func testPlaintextMechanismsNeedTLS() {
+        var d = submission(tls: false)
+        guard case .reply(let reply)? = d.session.receive(.success(.ehlo("c"))).first else { return XCTFail("no reply") }
+        XCTAssertTrue(reply.lines.contains("AUTH SCRAM-SHA-256"), "only SCRAM before TLS: \(reply.lines)")
+        XCTAssertEqual(d.send("AUTH PLAIN AGFAYg=="), ["538 5.7.11"])
+        XCTAssertNil(d.authStarted)
+        XCTAssertEqual(d.send("AUTH SCRAM-SHA-256"), ["235 2.7.0"])
+        XCTAssertEqual(d.authStarted?.1, nil, "no initial response")
+        var loopback = submission(tls: false, plaintextWithoutTLS: true)
+        _ = loopback.send("EHLO c")
+        XCTAssertEqual(loopback.send("AUTH LOGIN"), ["235 2.7.0"])
+    }
+
+    func testAuthErrors() {
+        var d = submission()
+        XCTAssertEqual(d.send("AUTH PLAIN"), ["503 5.5.1"], "EHLO first")
+        _ = d.send("HELO c")
+        XCTAssertEqual(d.send("AUTH PLAIN"), ["503 5.5.1"], "HELO clients cannot AUTH")
+        _ = d.send("EHLO c")
+        XCTAssertEqual(d.send("AUTH CRAM-MD5"), ["504 5.5.4"])
+        XCTAssertEqual(d.send("AUTH PLAIN !!notbase64"), ["501 5.5.2"])
+        d.authResult = .failure(SMTPReply(535, "5.7.8", "no"))
+        XCTAssertEqual(d.send("AUTH PLAIN AGFAYg=="), ["535 5.7.8"])
+        XCTAssertEqual(d.send("MAIL FROM:<alice@example.org>"), ["530 5.7.0"])
+        var inbound = SessionDriver()
+        _ = inbound.send("EHLO c")
+        XCTAssertEqual(inbound.send("AUTH PLAIN AGFAYg=="), ["502 5.5.1"])
+    }
+
+    func testRateLimitsAreTemporaryFailures() {
+        var d = submission()
+        d.verdicts["many@example.org"] = .rateLimited
+        _ = d.send("EHLO c"); _ = d.send("AUTH PLAIN =")
+        d.rateLimited = true
+        XCTAssertEqual(d.send("MAIL FROM:<alice@example.org>"), ["451 4.7.1"])
+        d.rateLimited = false
+        XCTAssertEqual(d.send("MAIL FROM:<alice@example.org>"), ["250 2.1.0"])
+        XCTAssertEqual(d.send("RCPT TO:<many@example.org>"), ["451 4.7.1"])
+    }
+
+    func testSubmissionRelayNeedsTheQueue() {
+        var d = submission()
+        d.verdicts["x@elsewhere.example"] = .relayUnavailable
+        _ = d.send("EHLO c"); _ = d.send("AUTH PLAIN ="); _ = d.send("MAIL FROM:<alice@example.org>")
+        XCTAssertEqual(d.send("RCPT TO:<x@elsewhere.example>"), ["550 5.3.5"])
+    }
+
+    func testRejectedAfterData() {
+        var d = submission()
+        d.deliveryVerdict = .rejected(SMTPReply(553, "5.7.1", "From: not yours"))
+        _ = d.send("EHLO c"); _ = d.send("AUTH PLAIN ="); _ = d.send("MAIL FROM:<alice@example.org>")
+        _ = d.send("RCPT TO:<bob@example.org>"); _ = d.send("DATA")
+        XCTAssertEqual(d.dataEnds(ReceivedMessage(size: 5)), ["553 5.7.1"])
+        XCTAssertEqual(d.send("MAIL FROM:<alice@example.org>"), ["250 2.1.0"], "the session goes on")
     }
 }

@@ -1,5 +1,0 @@
-import XCTest
-
-final class PlaceholderFacteurIdentityTests: XCTestCase {
-    func testNothingYet() {}
-}

@@ -1,5 +1,0 @@
-import XCTest
-
-final class PlaceholderFacteurMIMETests: XCTestCase {
-    func testNothingYet() {}
-}

@@ -1,0 +1,112 @@
+@testable import FacteurServer
+import XCTest
+
+final class ConfigurationTests: XCTestCase {
+    func testDefaultsMatchTheDesign() {
+        let configuration = ServerConfiguration()
+        XCTAssertEqual(configuration.dataDirectory, "./facteur-data")
+        XCTAssertEqual(configuration.primaryDomain, "localhost")
+        XCTAssertEqual(configuration.listeners, [ListenerConfiguration(proto: .smtp, address: "127.0.0.1", port: 2525)])
+    }
+
+    func testFullFile() throws {
+        let configuration = try ServerConfiguration.parse("""
+        hostname = "mx.example.org"
+        primary_domain = "Example.org"
+        postmaster = "Alice@example.org"
+        data = "/var/lib/facteur"
+        log_level = "debug"
+
+        [tls]
+        certificate = "c.pem"
+        key = "/etc/k.pem"
+        generate_self_signed = false
+        [tls.domains."Mail.Example.net"]
+        certificate = "n.pem"
+        key = "n.key"
+
+        [limits]
+        max_message_size = 2048
+        max_recipients = 5
+        max_errors = 3
+        max_connections = 10
+        max_connections_per_ip = 2
+        idle_timeout = 60
+        shutdown_grace = 5
+
+        [[listener]]
+        protocol = "smtp"
+        address = "0.0.0.0"
+        port = 25
+
+        [[listener]]
+        protocol = "submissions"
+        port = 465
+        """, file: "test.toml")
+        XCTAssertEqual(configuration.hostname, "mx.example.org")
+        XCTAssertEqual(configuration.primaryDomain, "example.org")
+        XCTAssertEqual(configuration.postmaster, "alice@example.org")
+        XCTAssertEqual(configuration.resolve(configuration.certificate), "/var/lib/facteur/c.pem")
+        XCTAssertEqual(configuration.resolve(configuration.key), "/etc/k.pem")
+        XCTAssertFalse(configuration.generateSelfSigned)
+        XCTAssertEqual(configuration.domainCertificates["mail.example.net"]?.certificate, "n.pem")
+        XCTAssertEqual(configuration.maxMessageSize, 2048)
+        XCTAssertEqual(configuration.maxConnectionsPerAddress, 2)
+        XCTAssertEqual(configuration.shutdownGraceSeconds, 5)
+        XCTAssertEqual(configuration.listeners, [
+            ListenerConfiguration(proto: .smtp, address: "0.0.0.0", port: 25, tls: .starttls),
+            ListenerConfiguration(proto: .submissions, address: "127.0.0.1", port: 465, tls: .implicit),
+        ])
+    }
+
+    private func error(_ text: String) -> String {
+        do {
+            _ = try ServerConfiguration.parse(text, file: "f.toml")
+            return "no error"
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    func testErrorsNameTheFileTheKeyAndTheProblem() {
+        XCTAssertEqual(error("hostnme = \"x\""), "f.toml: hostnme: unknown key")
+        XCTAssertEqual(error("[limits]\nmax_recipients = \"ten\""), "f.toml: limits.max_recipients: must be an integer")
+        XCTAssertEqual(error("[limits]\nmax_recipients = 0"), "f.toml: limits.max_recipients: must be between 1 and \(Int.max)")
+        XCTAssertEqual(error("[limits]\nmax_recipent = 3"), "f.toml: limits.max_recipent: unknown key")
+        XCTAssertEqual(error("[[listener]]\nprotocol = \"smtp\"\nport = 70000"), "f.toml: listener[0].port: must be between 0 and 65535")
+        XCTAssertEqual(error("[[listener]]\nprotocol = \"gopher\"\nport = 70"),
+                       "f.toml: listener[0].protocol: unknown protocol \"gopher\" (one of smtp, submission, submissions, imap, imaps, pop3, pop3s, http)")
+        XCTAssertEqual(error("[[listener]]\nport = 25"), "f.toml: listener[0].protocol: missing")
+        XCTAssertEqual(error("[[listener]]\nprotocol = \"smtp\"\nport = 25\ntls = \"maybe\""), "f.toml: listener[0].tls: must be none, starttls or implicit")
+        XCTAssertEqual(error("hostname = \"bad host\""), "f.toml: hostname: \"bad host\" is not a host name")
+        XCTAssertEqual(error("postmaster = \"nobody\""), "f.toml: postmaster: \"nobody\" is not an address")
+        XCTAssertEqual(error("[tls.domains.\"a.example\"]\ncertificate = \"x\""), "f.toml: tls.domains.a.example: needs both certificate and key")
+        XCTAssertTrue(error("[limits\n").hasPrefix("f.toml: line 1, column"), error("[limits\n"))
+    }
+
+    func testListenOptions() throws {
+        XCTAssertEqual(try ListenerConfiguration.parse("smtp=127.0.0.1:0"), ListenerConfiguration(proto: .smtp, address: "127.0.0.1", port: 0))
+        XCTAssertEqual(try ListenerConfiguration.parse("IMAPS=[::1]:993"), ListenerConfiguration(proto: .imaps, address: "::1", port: 993))
+        XCTAssertEqual(try ListenerConfiguration.parse("smtp=:25").address, "0.0.0.0")
+        XCTAssertThrowsError(try ListenerConfiguration.parse("smtp127.0.0.1:25"))
+        XCTAssertThrowsError(try ListenerConfiguration.parse("smtp=127.0.0.1"))
+        XCTAssertThrowsError(try ListenerConfiguration.parse("smtp=127.0.0.1:99999"))
+        XCTAssertThrowsError(try ListenerConfiguration.parse("ftp=127.0.0.1:21"))
+        var configuration = ServerConfiguration()
+        try configuration.replaceListeners(with: ["smtp=127.0.0.1:0", "smtp=[::1]:0"])
+        XCTAssertEqual(configuration.listeners.count, 2)
+    }
+
+    func testProtocolsNotBuiltYetAreRefused() throws {
+        var configuration = ServerConfiguration()
+        try configuration.replaceListeners(with: ["smtp=127.0.0.1:0"])
+        XCTAssertNoThrow(try configuration.validateListeners())
+        let unbuilt = ListenerProtocol.allCases.filter { !ListenerProtocol.implemented.contains($0) }
+        for proto in unbuilt {
+            try configuration.replaceListeners(with: ["\(proto.rawValue)=127.0.0.1:0"])
+            XCTAssertThrowsError(try configuration.validateListeners()) { error in
+                XCTAssertTrue("\(error)".contains("not available"), "\(error)")
+            }
+        }
+    }
+}

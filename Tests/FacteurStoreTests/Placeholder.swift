@@ -1,5 +1,0 @@
-import XCTest
-
-final class PlaceholderFacteurStoreTests: XCTestCase {
-    func testNothingYet() {}
-}
