@@ -80,6 +80,23 @@ final class CrashSafetyTests: E2ETestCase {
                             to: "admin@localhost", sender: "term@e2e.test")
     }
 
+    func testSIGTERMSends421ToIdleSessionsAndCutsSilentClientsAfterTheGrace() throws {
+        let config = dataRoot.url.appendingPathComponent("facteur.toml")
+        try "[limits]\nshutdown_grace = 2\n".write(to: config, atomically: true, encoding: .utf8)
+        server = try FacteurProcess(dataDir: dataDir, config: config)
+        let result = try smtpCase("sigterm-silent", ["--pid", String(server.pid)], timeout: 180)
+        XCTAssertTrue((result["idle_reply"] as? String ?? "").hasPrefix("421 4.3.2"),
+                      "an idle session must get 421 4.3.2 on shutdown, got \(result["idle_reply"] ?? "")")
+        let seconds = result["exit_seconds"] as? Double ?? .infinity
+        XCTAssertLessThan(seconds, 2 + 8, "with shutdown_grace = 2 the server must be gone within a few seconds")
+        XCTAssertTrue(Subprocess.waitForExit(server.process, timeout: 30))
+        XCTAssertEqual(server.process.terminationStatus, 0, "exit status after SIGTERM")
+        server = try FacteurProcess(dataDir: dataDir, config: config)
+        let subject = try XCTUnwrap(result["subject"] as? String)
+        XCTAssertFalse(try server.storedMessages("admin@localhost").contains { $0.subject.contains(subject) },
+                       "the half-received message must not be stored")
+    }
+
     func testMessageIsFsyncedBeforeThe250() throws {
         let strace = try RequiredTool.path("strace")
         _ = try RequiredTool.path("python3")

@@ -535,6 +535,39 @@ def sigterm_mid_data(args):
     return {"subject": subject, "message": b64(msg), "new_connection_refused": refused}
 
 
+@case
+def sigterm_silent(args):
+    """SIGTERM with one idle session and one client gone silent mid-DATA: the idle session
+    gets 421 (RFC 5321 §3.8) at once; the silent one is cut after the shutdown grace and
+    the server exits. Reports how long the exit took."""
+    import os
+    import signal
+    idle = SMTPWire(args.host, args.port)
+    idle.greeting()
+    idle.ehlo()
+    silent = SMTPWire(args.host, args.port)
+    silent.greeting()
+    silent.ehlo()
+    subject = "silent-" + nonce()
+    expect(silent.cmd("MAIL FROM:<silent@e2e.test>"), 250, what="MAIL")
+    expect(silent.cmd("RCPT TO:<admin@localhost>"), 250, what="RCPT")
+    expect(silent.cmd("DATA"), 354, what="DATA")
+    silent.send(("Subject: %s\r\n\r\nhalf a message" % subject).encode())
+    start = time.monotonic()
+    os.kill(args.pid, signal.SIGTERM)
+    try:
+        idle_reply = repr(idle.read_reply(timeout=10))
+    except (EOFError, ConnectionResetError) as e:
+        idle_reply = "closed without a reply"
+    while time.monotonic() - start < 120:
+        try:
+            os.kill(args.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    return {"idle_reply": idle_reply, "exit_seconds": time.monotonic() - start, "subject": subject}
+
+
 # ---------------------------------------------------------------- strace / crash helpers
 
 

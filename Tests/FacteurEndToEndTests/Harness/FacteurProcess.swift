@@ -75,13 +75,14 @@ final class FacteurProcess: @unchecked Sendable {
 
     /// Starts `facteur serve --data DIR --listen …` (under `wrapper`, e.g. strace, if given)
     /// and waits until every listener is announced.
-    init(dataDir: URL, listen: [String] = ["smtp=127.0.0.1:0"], wrapper: [String] = [],
+    init(dataDir: URL, listen: [String] = ["smtp=127.0.0.1:0"], config: URL? = nil, wrapper: [String] = [],
          startupTimeout: TimeInterval = 90) throws {
         binary = try FacteurBinary.url()
         self.dataDir = dataDir
         logURL = dataDir.deletingLastPathComponent().appendingPathComponent(dataDir.lastPathComponent + ".log")
         process = Process()
         var arguments = [binary.path, "serve", "--data", dataDir.path]
+        if let config { arguments += ["--config", config.path] }
         for l in listen { arguments += ["--listen", l] }
         if let first = wrapper.first {
             process.executableURL = URL(fileURLWithPath: first)
