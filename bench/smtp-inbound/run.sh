@@ -47,11 +47,12 @@ cleanup() {
 trap cleanup EXIT
 
 # Start the server; its stdout announces the port ("LISTENING smtp 127.0.0.1:PORT").
+: >"$work/stdout"
 "$BIN" serve --data "$data" --listen smtp=127.0.0.1:0 >"$work/stdout" 2>"$work/server.log" &
 server_pid=$!
 port=""
 for _ in $(seq 1 600); do
-  port="$(sed -n 's/^LISTENING smtp 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/stdout" | head -1)"
+  port="$(sed -n 's/^LISTENING smtp 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/stdout" | head -1 || true)"
   [ -n "$port" ] && break
   kill -0 "$server_pid" 2>/dev/null || { echo "bench: facteur exited:" >&2; cat "$work/server.log" >&2; exit 1; }
   sleep 0.1
@@ -68,8 +69,8 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$server_pid/stat"; }
 
 printf '\nfacteur inbound SMTP, %s-octet messages, %s messages per run (cap %ss), %s per connection, pipelining=%s\n' \
   "$SIZE" "$MESSAGES" "$TIME_CAP" "$PER_CONNECTION" "$PIPELINING"
-printf 'machine: %s, %s cores; %s\n' "$(uname -m)" "$(nproc)" \
-  "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
+printf 'machine: %s, %s cores; %s; load average before: %s\n' "$(uname -m)" "$(nproc)" \
+  "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)" "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-8s %10s %8s %10s %10s %10s %14s %14s\n' clients delivered errors "msg/s" "p50 ms" "p99 ms" "server cpu/msg" "client cpu/msg"
 for n in $CLIENTS; do
   before="$(cpu_ticks)"
