@@ -95,6 +95,27 @@ final class SMTPInboundTests: E2ETestCase {
         XCTAssertTrue(received.contains("with ESMTPS"), "Received should say `with ESMTPS`: \(received)")
     }
 
+    func testGeneratedCertificateVerifiesForLocalhost() throws {
+        let certificate = dataDir.appendingPathComponent("tls/cert.pem")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: certificate.path), "no self-signed certificate at \(certificate.path)")
+        let result = try smtpCase("starttls-verify", ["--cafile", certificate.path])
+        XCTAssertTrue(["TLSv1.2", "TLSv1.3"].contains(result["tls"] as? String ?? ""), "TLS version \(result["tls"] ?? "")")
+    }
+
+    func testOpenSSLClientVerifiesSTARTTLS() throws {
+        let openssl = try RequiredTool.path("openssl")
+        let certificate = dataDir.appendingPathComponent("tls/cert.pem")
+        let result = try Subprocess.run(openssl, ["s_client", "-starttls", "smtp", "-connect", "127.0.0.1:\(server.smtpPort)",
+                                                  "-CAfile", certificate.path, "-verify_hostname", "localhost",
+                                                  "-verify_return_error", "-brief", "-ign_eof"],
+                                        stdin: Data("EHLO openssl.e2e.test\r\nQUIT\r\n".utf8), timeout: 60)
+        XCTAssertEqual(result.status, 0, result.summary)
+        XCTAssertTrue(result.stderrText.contains("Verification: OK"), "openssl: \(result.stderrText)")
+        XCTAssertTrue(result.stdoutText.contains("250-PIPELINING"), "no EHLO reply inside TLS: \(result.stdoutText)")
+        XCTAssertFalse(result.stdoutText.contains("STARTTLS"), "STARTTLS offered again inside TLS (RFC 3207 §4.2)")
+        XCTAssertTrue(result.stdoutText.contains("221 "), "no reply to QUIT: \(result.stdoutText)")
+    }
+
     func testCommandPipelinedWithSTARTTLSIsNotExecuted() throws {
         let result = try smtpCase("starttls-injection")
         let outcome = result["outcome"] as? String ?? ""

@@ -123,6 +123,23 @@ def starttls(args):
 
 
 @case
+def starttls_verify(args):
+    """The generated certificate verifies against itself for the name `localhost` (RFC 3207, RFC 6125)."""
+    ctx = ssl.create_default_context(cafile=args.cafile)
+    ctx.check_hostname = True
+    with smtp(args) as s:
+        s.ehlo()
+        code, _ = s.starttls(context=ctx)
+        check(code == 220, "STARTTLS: %d" % code)
+        peer = s.sock.getpeercert()
+        version = s.sock.version()
+        check(s.noop()[0] == 250, "NOOP inside TLS")
+    names = [v for k, v in peer.get("subjectAltName", ()) if k == "DNS"]
+    check("localhost" in names, "certificate names %r lack localhost" % names)
+    return {"tls": version, "names": names}
+
+
+@case
 def starttls_injection(args):
     """RFC 3207 §5 / CVE-2011-0411: a command sent in the same packet as STARTTLS must not run.
 
@@ -607,6 +624,7 @@ def main():
     p.add_argument("--bytes", type=int, default=10240)
     p.add_argument("--marker", default="MARK" + nonce())
     p.add_argument("--pid", type=int, default=0)
+    p.add_argument("--cafile")
     args = p.parse_args()
     if not args.to:
         args.to = ["admin@localhost"]
