@@ -23,6 +23,12 @@ let package = Package(
     targets: [
         // RFC 5322 / MIME parsing. No NIO, no store.
         .target(name: "FacteurMIME"),
+        // Asynchronous DNS client on NIO (RFC 1035, 7766, 6891, 2308); static resolver for tests.
+        .target(name: "FacteurDNS", dependencies: [
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Shared listener plumbing: TLS contexts, line framing, connection limits.
         .target(name: "FacteurNet", dependencies: [
             .product(name: "NIOCore", package: "swift-nio"),
@@ -56,6 +62,15 @@ let package = Package(
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // IMAP4rev2/IMAP4rev1: grammar, session state machine, NIO adapter.
+        .target(name: "FacteurIMAP", dependencies: [
+            "FacteurNet", "FacteurStore", "FacteurIdentity", "FacteurMIME",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOTLS", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Composition root: config, store, listeners, lifecycle.
         .target(name: "FacteurServer", dependencies: [
             "FacteurNet", "FacteurStore", "FacteurIdentity", "FacteurSMTP", "FacteurMIME",
@@ -78,6 +93,11 @@ let package = Package(
 
         .testTarget(name: "FacteurMIMETests", dependencies: ["FacteurMIME", "FacteurTestSupport"],
                     resources: [.copy("Fixtures")]),
+        .testTarget(name: "FacteurDNSTests", dependencies: [
+            "FacteurDNS", "FacteurTestSupport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         .testTarget(name: "FacteurIdentityTests", dependencies: ["FacteurIdentity", "FacteurStore", "FacteurTestSupport",
                                                                .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "FacteurStoreTests", dependencies: ["FacteurStore", "FacteurMIME"]),
@@ -85,6 +105,11 @@ let package = Package(
             "FacteurSMTP", "FacteurStore", "FacteurNet", "FacteurIdentity", "FacteurTestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
+        .testTarget(name: "FacteurIMAPTests", dependencies: [
+            "FacteurIMAP", "FacteurStore", "FacteurIdentity", "FacteurMIME", "FacteurNet",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "FacteurServerTests", dependencies: ["FacteurServer"]),
         .testTarget(name: "FacteurEndToEndTests", dependencies: ["FacteurStore"]),
