@@ -202,8 +202,13 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
     public func forceClose() {
         guard let context else { return }
         context.eventLoop.execute {
+            guard !self.closing else { return }
             self.closing = true
-            context.close(promise: nil)
+            // RFC 5321 §3.8: say why, even in the middle of a message, before closing.
+            self.writeReply(.shuttingDown)
+            self.closeAfterFlush(context: context)
+            // A peer that reads nothing (or a TLS handshake that never ends) must not hold us up.
+            context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(2)) { context.close(promise: nil) }
         }
     }
 
