@@ -62,9 +62,27 @@ let package = Package(
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // POP3: parser, session state machine, NIO adapter.
+        .target(name: "FacteurPOP3", dependencies: [
+            "FacteurNet", "FacteurStore", "FacteurIdentity",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOTLS", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // IMAP4rev2/IMAP4rev1: grammar, session state machine, NIO adapter.
+        .target(name: "FacteurIMAP", dependencies: [
+            "FacteurNet", "FacteurStore", "FacteurIdentity", "FacteurMIME",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOTLS", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Composition root: config, store, listeners, lifecycle.
         .target(name: "FacteurServer", dependencies: [
-            "FacteurNet", "FacteurStore", "FacteurIdentity", "FacteurSMTP", "FacteurMIME",
+            "FacteurNet", "FacteurStore", "FacteurIdentity", "FacteurSMTP", "FacteurPOP3", "FacteurIMAP", "FacteurMIME",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -113,6 +131,18 @@ let package = Package(
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        ]),
+        .testTarget(name: "FacteurPOP3Tests", dependencies: [
+            "FacteurPOP3", "FacteurStore", "FacteurNet", "FacteurIdentity",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        ]),
+        .testTarget(name: "FacteurIMAPTests", dependencies: [
+            "FacteurIMAP", "FacteurStore", "FacteurIdentity", "FacteurMIME", "FacteurNet",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "FacteurServerTests", dependencies: ["FacteurServer"]),
         .testTarget(name: "FacteurEndToEndTests", dependencies: ["FacteurStore"]),

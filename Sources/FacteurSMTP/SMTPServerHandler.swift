@@ -96,6 +96,9 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
         clientAddress = context.remoteAddress?.ipAddress ?? "unknown"
         var sessionConfiguration = configuration
         sessionConfiguration.tlsAvailable = configuration.tlsAvailable && sslContext != nil
+        // Passwords in the clear without TLS: loopback clients only, and only when allowed.
+        sessionConfiguration.allowPlaintextAuthWithoutTLS = configuration.allowPlaintextAuthWithoutTLS
+            && Self.isLoopback(context.remoteAddress)
         session = SMTPSession(configuration: sessionConfiguration, clientAddress: clientAddress)
 
         if let limiter {
@@ -199,8 +202,13 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
     public func forceClose() {
         guard let context else { return }
         context.eventLoop.execute {
+            guard !self.closing else { return }
             self.closing = true
-            context.close(promise: nil)
+            // RFC 5321 §3.8: say why, even in the middle of a message, before closing.
+            self.writeReply(.shuttingDown)
+            self.closeAfterFlush(context: context)
+            // A peer that reads nothing (or a TLS handshake that never ends) must not hold us up.
+            context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(2)) { context.close(promise: nil) }
         }
     }
 
@@ -340,6 +348,11 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
                 closeAfterFlush(context: context)
             }
         }
+    }
+
+    static func isLoopback(_ address: SocketAddress?) -> Bool {
+        guard let ip = address?.ipAddress else { return false }
+        return ip.hasPrefix("127.") || ip == "::1" || ip.hasPrefix("::ffff:127.")
     }
 
     // MARK: SASL (RFC 4954)

@@ -12,7 +12,7 @@ public enum ListenerProtocol: String, CaseIterable, Sendable {
     case smtp, submission, submissions, imap, imaps, pop3, pop3s, http
 
     /// Protocols whose servers exist today; the others are refused with a clear message.
-    public static let implemented: Set<ListenerProtocol> = [.smtp]
+    public static let implemented: Set<ListenerProtocol> = [.smtp, .submission, .submissions, .imap, .imaps, .pop3, .pop3s]
 
     public var defaultTLS: TLSMode {
         switch self {
@@ -61,6 +61,13 @@ public struct ServerConfiguration: Sendable {
     public var maxConnectionsPerAddress = 50
     public var idleTimeoutSeconds = 300
     public var shutdownGraceSeconds = 30
+    /// Passwords in the clear (SMTP AUTH PLAIN/LOGIN, IMAP LOGIN, POP3 USER/PASS) without TLS,
+    /// for loopback clients only (development); `allow_plaintext_auth_on_loopback = false`
+    /// requires TLS from everyone. Other clients always need TLS.
+    public var allowPlaintextAuthOnLoopback = true
+    /// Submission limits per account, to contain a compromised account.
+    public var submissionMessagesPerHour = 500
+    public var submissionRecipientsPerHour = 2_000
     public var listeners: [ListenerConfiguration] = [ListenerConfiguration(proto: .smtp, address: "127.0.0.1", port: 2525)]
 
     public init() {}
@@ -109,6 +116,7 @@ extension ServerConfiguration {
             }
             config.postmaster = value.lowercased()
         }
+        if let value = try reader.bool("allow_plaintext_auth_on_loopback") { config.allowPlaintextAuthOnLoopback = value }
         if let value = try reader.string("log_level") {
             guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(value) else {
                 throw ConfigurationError(file: file, location: "log_level", message: "must be one of trace, debug, info, notice, warning, error, critical")
@@ -140,6 +148,8 @@ extension ServerConfiguration {
             if let value = try limits.int("max_connections_per_ip", min: 1) { config.maxConnectionsPerAddress = value }
             if let value = try limits.int("idle_timeout", min: 1) { config.idleTimeoutSeconds = value }
             if let value = try limits.int("shutdown_grace", min: 0) { config.shutdownGraceSeconds = value }
+            if let value = try limits.int("submission_messages_per_hour", min: 1) { config.submissionMessagesPerHour = value }
+            if let value = try limits.int("submission_recipients_per_hour", min: 1) { config.submissionRecipientsPerHour = value }
             try limits.finish()
         }
         if let listeners = try reader.tableArray("listener") {

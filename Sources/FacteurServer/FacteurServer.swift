@@ -1,7 +1,9 @@
 // Starts Facteur: data folder, store, first-start defaults, TLS, listeners, graceful shutdown.
 
 import FacteurIdentity
+import FacteurIMAP
 import FacteurNet
+import FacteurPOP3
 import FacteurSMTP
 import FacteurStore
 import Foundation
@@ -33,6 +35,8 @@ public enum FacteurServer {
         let context = ServerContext(
             configuration: configuration, store: store, sslContext: sslContext,
             authenticator: try makeAuthenticator(store: store, configuration: configuration),
+            submissionRateLimiter: SubmissionRateLimiter(limits: .init(messagesPerHour: configuration.submissionMessagesPerHour,
+                                                                      recipientsPerHour: configuration.submissionRecipientsPerHour)),
             spoolDirectory: spool, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
         var listeners: [RunningListener] = []
         for listener in configuration.listeners {
@@ -58,20 +62,54 @@ public enum FacteurServer {
         let configuration = context.configuration
         let tls = listener.tls == .none ? nil : context.sslContext
         switch listener.proto {
-        case .smtp:
+        case .smtp, .submission, .submissions:
+            let submission = listener.proto != .smtp
             let backend = StoreSMTPBackend(store: context.store, hostname: configuration.hostname,
-                                           primaryDomain: configuration.primaryDomain, logger: context.logger)
+                                           primaryDomain: configuration.primaryDomain, logger: context.logger,
+                                           rateLimiter: submission ? context.submissionRateLimiter : nil)
             var limits = SMTPServerLimits()
             limits.idleTimeout = .seconds(Int64(configuration.idleTimeoutSeconds))
             let session = SMTPSessionConfiguration(
                 hostname: configuration.hostname, maxMessageSize: configuration.maxMessageSize,
                 maxRecipients: configuration.maxRecipients, maxErrors: configuration.maxErrors,
-                tlsAvailable: tls != nil, implicitTLS: listener.tls == .implicit)
+                tlsAvailable: tls != nil, implicitTLS: listener.tls == .implicit,
+                mode: submission ? .submission : .inbound,
+                authMechanisms: context.authenticator.advertisedMechanisms(connectionIsSecure: true),
+                allowPlaintextAuthWithoutTLS: configuration.allowPlaintextAuthOnLoopback)
             let bound = try await SMTPListener.bind(
                 configuration: .init(host: listener.address, port: listener.port, session: session, limits: limits,
                                      spoolDirectory: context.spoolDirectory, maxConnections: configuration.maxConnections,
                                      maxConnectionsPerAddress: configuration.maxConnectionsPerAddress),
-                backend: backend, sslContext: tls, group: context.group, logger: context.logger)
+                backend: backend, sslContext: tls, group: context.group, logger: context.logger,
+                authenticator: submission ? context.authenticator : nil)
+            return RunningListener(address: bound.localAddress) { await bound.shutdown(grace: $0) }
+        case .imap, .imaps:
+            var limits = IMAPLimits()
+            limits.maxMessageSize = configuration.maxMessageSize
+            let bound = try await IMAPListener.bind(
+                configuration: .init(host: listener.address, port: listener.port, hostname: configuration.hostname,
+                                     implicitTLS: listener.tls == .implicit,
+                                     allowPlaintextOnLoopback: configuration.allowPlaintextAuthOnLoopback, limits: limits,
+                                     maxConnections: configuration.maxConnections,
+                                     maxConnectionsPerAddress: configuration.maxConnectionsPerAddress),
+                store: context.store, authenticator: context.authenticator, sslContext: tls,
+                group: context.group, logger: context.logger)
+            return RunningListener(address: bound.localAddress) { await bound.shutdown(grace: $0) }
+        case .pop3, .pop3s:
+            let backend = StorePOP3Backend(store: context.store, logger: context.logger)
+            var limits = POP3ServerLimits()
+            limits.allowPlaintextOnLoopback = configuration.allowPlaintextAuthOnLoopback
+            let authenticator = context.authenticator
+            let session = POP3SessionConfiguration(
+                hostname: configuration.hostname, tlsAvailable: tls != nil, implicitTLS: listener.tls == .implicit,
+                mechanismsWithoutTLS: authenticator.advertisedMechanisms(connectionIsSecure: false),
+                mechanismsWithTLS: authenticator.advertisedMechanisms(connectionIsSecure: true),
+                maxErrors: configuration.maxErrors)
+            let bound = try await POP3Listener.bind(
+                configuration: .init(host: listener.address, port: listener.port, session: session, limits: limits,
+                                     maxConnections: configuration.maxConnections,
+                                     maxConnectionsPerAddress: configuration.maxConnectionsPerAddress),
+                backend: backend, authenticator: authenticator, sslContext: tls, group: context.group, logger: context.logger)
             return RunningListener(address: bound.localAddress) { await bound.shutdown(grace: $0) }
         default:
             throw ConfigurationError(file: "listeners", location: listener.proto.rawValue, message: "not available yet")
@@ -127,6 +165,7 @@ struct ServerContext: Sendable {
     let store: SQLiteMailStore
     let sslContext: NIOSSLContext?
     let authenticator: Authenticator
+    let submissionRateLimiter: SubmissionRateLimiter
     let spoolDirectory: String
     let group: any EventLoopGroup
     let logger: Logger

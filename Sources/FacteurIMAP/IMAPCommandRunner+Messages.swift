@@ -1,0 +1,441 @@
+// The selected-state commands (RFC 9051 §6.4: EXPUNGE, SEARCH, FETCH, STORE, COPY, MOVE and
+// their UID forms; UIDPLUS RFC 4315; MOVE RFC 6851; ESEARCH RFC 4731; SEARCHRES RFC 5182),
+// APPEND (§6.3.12), and the untagged updates other sessions' changes cause (§7.5.1).
+
+import FacteurMIME
+import FacteurStore
+import Foundation
+
+extension IMAPCommandRunner {
+    // MARK: FETCH (RFC 9051 §6.4.5)
+
+    func fetch(tag: String, set: SequenceSet, attributes: [FetchAttribute], modifiers: FetchModifiers, uid: Bool,
+               session: inout IMAPSession, output: any IMAPOutput) async {
+        guard let selected = session.selected else { return }
+        guard let (messages, invalid) = resolve(set, uid: uid, session: session), !invalid else {
+            await output.write(line("\(tag) BAD Invalid message sequence number"))
+            return
+        }
+        let needsSummary = IMAPFetchRenderer.needsSummary(attributes)
+        let needsBytes = IMAPFetchRenderer.needsBytes(attributes)
+        let marksSeen = IMAPFetchRenderer.setsSeen(attributes) && !selected.readOnly
+        let condStore = session.enabled.contains("CONDSTORE")
+        do {
+            for (msn, messageUID) in messages {
+                guard var record = try await store.message(mailboxID: selected.id, uid: messageUID) else { continue }
+                if let since = modifiers.changedSince, record.modSeq <= since { continue }
+                var attributes = attributes
+                if marksSeen, !record.flags.contains(.seen) {
+                    record.flags.insert(.seen)
+                    record.modSeq = try await store.setFlags(mailboxID: selected.id, uid: messageUID, flags: record.flags,
+                                                             keywords: record.keywords)
+                    session.ownFlagChanges.insert(.init(uid: messageUID, modSeq: record.modSeq))
+                    // RFC 9051 §6.4.5: the changed flags are reported.
+                    if !attributes.contains(.flags) { attributes.append(.flags) }
+                }
+                let summary = needsSummary ? try await store.summary(messageID: record.id) : nil
+                let bytes = needsBytes ? try await store.messageBytes(messageID: record.id) : nil
+                await output.write(IMAPFetchRenderer.render(
+                    msn: msn, record: record, summary: summary, bytes: bytes, attributes: attributes, includeUID: uid,
+                    includeModSeq: condStore && modifiers.changedSince != nil, utf8: session.utf8Accepted))
+            }
+            await finish(tag, "\(uid ? "UID FETCH" : "FETCH") completed", session: &session, output: output, expunges: uid)
+        } catch {
+            await storeFailure(error, tag: tag, output: output)
+        }
+    }
+
+    /// Resolves a sequence set (or `$`) against the selected mailbox.
+    func resolve(_ set: SequenceSet, uid: Bool, session: IMAPSession) -> (messages: [(msn: Int, uid: UInt32)], invalid: Bool)? {
+        guard let selected = session.selected else { return nil }
+        switch set {
+        case .ranges(let ranges):
+            return selected.resolve(ranges, uid: uid)
+        case .saved:
+            // RFC 5182 §2.1: "$" is the saved UIDs, whatever the command form.
+            let ranges = session.savedSearch.map { SequenceRange(.number($0)) }
+            return (ranges.isEmpty ? [] : selected.resolve(ranges, uid: true).messages, false)
+        }
+    }
+
+    // MARK: STORE (RFC 9051 §6.4.6, CONDSTORE RFC 7162 §3.1.3)
+
+    func store(tag: String, set: SequenceSet, action: StoreAction, unchangedSince: UInt64?, uid: Bool,
+               session: inout IMAPSession, output: any IMAPOutput) async {
+        guard let selected = session.selected else { return }
+        guard !selected.readOnly else {
+            await output.write(line("\(tag) NO [READ-ONLY] Mailbox is read-only"))
+            return
+        }
+        guard let (messages, invalid) = resolve(set, uid: uid, session: session), !invalid else {
+            await output.write(line("\(tag) BAD Invalid message sequence number"))
+            return
+        }
+        if action.flags.contains(where: { if case .otherSystem = $0 { return true }; return $0 == .recent }) {
+            await output.write(line("\(tag) BAD Unknown system flag"))
+            return
+        }
+        var system = MessageFlags()
+        var keywords: [String] = []
+        for flag in action.flags {
+            switch flag {
+            case .seen: system.insert(.seen)
+            case .answered: system.insert(.answered)
+            case .flagged: system.insert(.flagged)
+            case .deleted: system.insert(.deleted)
+            case .draft: system.insert(.draft)
+            case .keyword(let k): if !keywords.contains(where: { $0.caseInsensitiveCompare(k) == .orderedSame }) { keywords.append(k) }
+            case .recent, .otherSystem: break
+            }
+        }
+        let condStore = session.enabled.contains("CONDSTORE") || unchangedSince != nil
+        var modified: [UInt32] = []
+        do {
+            for (msn, messageUID) in messages {
+                guard var record = try await store.message(mailboxID: selected.id, uid: messageUID) else { continue }
+                if let unchangedSince, record.modSeq > unchangedSince {
+                    modified.append(uid ? messageUID : UInt32(msn))
+                    continue
+                }
+                var newFlags = record.flags
+                var newKeywords = record.keywords
+                switch action.mode {
+                case .replace:
+                    newFlags = system
+                    newKeywords = keywords
+                case .add:
+                    newFlags.formUnion(system)
+                    for k in keywords where !newKeywords.contains(where: { $0.caseInsensitiveCompare(k) == .orderedSame }) {
+                        newKeywords.append(k)
+                    }
+                case .remove:
+                    newFlags.subtract(system)
+                    newKeywords.removeAll { k in keywords.contains { $0.caseInsensitiveCompare(k) == .orderedSame } }
+                }
+                if newFlags != record.flags || newKeywords != record.keywords {
+                    record.flags = newFlags
+                    record.keywords = newKeywords
+                    record.modSeq = try await store.setFlags(mailboxID: selected.id, uid: messageUID, flags: newFlags, keywords: newKeywords)
+                    session.ownFlagChanges.insert(.init(uid: messageUID, modSeq: record.modSeq))
+                }
+                if !action.silent || condStore && unchangedSince != nil {
+                    var attributes: [FetchAttribute] = action.silent ? [] : [.flags]
+                    if condStore { attributes.append(.modSeq) }
+                    await output.write(IMAPFetchRenderer.render(msn: msn, record: record, summary: nil, bytes: nil,
+                                                                attributes: attributes, includeUID: uid, includeModSeq: false,
+                                                                utf8: session.utf8Accepted))
+                }
+            }
+            if !modified.isEmpty {
+                // RFC 7162 §3.1.3: the messages that failed the UNCHANGEDSINCE test.
+                await reportChanges(session: &session, output: output, expunges: uid)
+                await output.write(line("\(tag) OK [MODIFIED \(SequenceSetText.compress(modified))] Conditional STORE failed for some"))
+                return
+            }
+            await finish(tag, "\(uid ? "UID STORE" : "STORE") completed", session: &session, output: output, expunges: uid)
+        } catch {
+            await storeFailure(error, tag: tag, output: output)
+        }
+    }
+
+    // MARK: COPY, MOVE (RFC 9051 §6.4.7, RFC 6851, UIDPLUS RFC 4315 §3)
+
+    func copy(tag: String, set: SequenceSet, target: MailboxName, move: Bool, uid: Bool,
+              session: inout IMAPSession, output: any IMAPOutput) async {
+        guard let selected = session.selected, let account = session.account else { return }
+        if move, selected.readOnly {
+            await output.write(line("\(tag) NO [READ-ONLY] Mailbox is read-only"))
+            return
+        }
+        guard let (messages, invalid) = resolve(set, uid: uid, session: session), !invalid else {
+            await output.write(line("\(tag) BAD Invalid message sequence number"))
+            return
+        }
+        guard let name = await mailboxName(target, tag: tag, session: session, output: output) else { return }
+        do {
+            guard let destination = try await store.mailbox(accountID: account.id, name: name) else {
+                // RFC 9051 §6.4.7: TRYCREATE tells the client CREATE would help.
+                await output.write(line("\(tag) NO [TRYCREATE] No such mailbox"))
+                return
+            }
+            var sourceUIDs: [UInt32] = []
+            var destinationUIDs: [UInt32] = []
+            for (_, messageUID) in messages {
+                guard let record = try await store.message(mailboxID: selected.id, uid: messageUID) else { continue }
+                let bytes = try await store.messageBytes(messageID: record.id)
+                let result = try await store.deliver(Delivery(message: .memory(bytes), recipients: [
+                    DeliveryRecipient(accountID: account.id, mailbox: destination.name, flags: record.flags, keywords: record.keywords),
+                ], internalDate: record.internalDate))
+                switch result.outcomes.first {
+                case .stored(_, let newUID):
+                    sourceUIDs.append(messageUID)
+                    destinationUIDs.append(newUID)
+                case .overQuota:
+                    await output.write(line("\(tag) NO [OVERQUOTA] Quota exceeded"))
+                    return
+                default:
+                    await output.write(line("\(tag) NO [TRYCREATE] No such mailbox"))
+                    return
+                }
+            }
+            let code = sourceUIDs.isEmpty ? "" :
+                "[COPYUID \(destination.uidValidity) \(SequenceSetText.list(sourceUIDs)) \(SequenceSetText.list(destinationUIDs))] "
+            if move {
+                // RFC 6851 §4.3: COPYUID goes in an untagged OK before the EXPUNGEs.
+                if !code.isEmpty { await output.write(line("* OK \(code)Moved")) }
+                try await store.expunge(mailboxID: selected.id, uids: sourceUIDs)
+                await reportExpunged(Set(sourceUIDs), session: &session, output: output)
+                await finish(tag, "\(uid ? "UID MOVE" : "MOVE") completed", session: &session, output: output, expunges: true)
+            } else {
+                await finish(tag, "\(code)\(uid ? "UID COPY" : "COPY") completed", session: &session, output: output, expunges: true)
+            }
+        } catch {
+            await storeFailure(error, tag: tag, output: output)
+        }
+    }
+
+    // MARK: EXPUNGE, UID EXPUNGE (RFC 9051 §6.4.3, RFC 4315 §2.1)
+
+    func expunge(tag: String, only: SequenceSet?, session: inout IMAPSession, output: any IMAPOutput) async {
+        guard let selected = session.selected else { return }
+        guard !selected.readOnly else {
+            await output.write(line("\(tag) NO [READ-ONLY] Mailbox is read-only"))
+            return
+        }
+        var restrict: Set<UInt32>?
+        if let only {
+            guard let (messages, _) = resolve(only, uid: true, session: session) else { return }
+            restrict = Set(messages.map(\.uid))
+        }
+        if await expungeDeleted(session: &session, output: output, only: restrict) {
+            await finish(tag, "\(only == nil ? "EXPUNGE" : "UID EXPUNGE") completed", session: &session, output: output, expunges: true)
+        } else {
+            await output.write(line("\(tag) NO [UNAVAILABLE] Expunge failed"))
+        }
+    }
+
+    /// Removes the messages flagged \Deleted (among `only`, if given); reports them when
+    /// `output` is given (CLOSE removes silently). False when the store failed.
+    func expungeDeleted(session: inout IMAPSession, output: (any IMAPOutput)?, only: Set<UInt32>?) async -> Bool {
+        guard let selected = session.selected else { return false }
+        do {
+            let records = try await store.messages(mailboxID: selected.id)
+            let doomed = records.filter { $0.flags.contains(.deleted) && (only?.contains($0.uid) ?? true) }.map(\.uid)
+            guard !doomed.isEmpty else { return true }
+            try await store.expunge(mailboxID: selected.id, uids: doomed)
+            if let output {
+                await reportExpunged(Set(doomed), session: &session, output: output)
+            }
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    /// Sends `* n EXPUNGE` for these UIDs, highest sequence number first so that each number is
+    /// right when it is sent (RFC 9051 §7.5.1), and drops them from the snapshot.
+    func reportExpunged(_ uids: Set<UInt32>, session: inout IMAPSession, output: any IMAPOutput) async {
+        guard var selected = session.selected else { return }
+        var indices: [Int] = []
+        for (i, u) in selected.uids.enumerated() where uids.contains(u) { indices.append(i) }
+        for i in indices.reversed() {
+            await output.write(line("* \(i + 1) EXPUNGE"))
+            selected.uids.remove(at: i)
+        }
+        session.selected = selected
+    }
+
+    // MARK: APPEND (RFC 9051 §6.3.12, MULTIAPPEND RFC 3502, UIDPLUS RFC 4315 §3)
+
+    func append(tag: String, name: MailboxName, messages: [AppendMessage], session: inout IMAPSession, output: any IMAPOutput) async {
+        guard let account = session.account,
+              let decoded = await mailboxName(name, tag: tag, session: session, output: output) else { return }
+        do {
+            guard let mailbox = try await store.mailbox(accountID: account.id, name: decoded) else {
+                await output.write(line("\(tag) NO [TRYCREATE] No such mailbox"))
+                return
+            }
+            var uids: [UInt32] = []
+            for message in messages {
+                guard message.bytes.count <= session.configuration.limits.maxMessageSize else {
+                    await output.write(line("\(tag) NO [TOOBIG] Message too large"))
+                    return
+                }
+                var flags = MessageFlags()
+                var keywords: [String] = []
+                for flag in message.flags {
+                    switch flag {
+                    case .seen: flags.insert(.seen)
+                    case .answered: flags.insert(.answered)
+                    case .flagged: flags.insert(.flagged)
+                    case .deleted: flags.insert(.deleted)
+                    case .draft: flags.insert(.draft)
+                    case .keyword(let k): keywords.append(k)
+                    case .recent, .otherSystem: break
+                    }
+                }
+                let result = try await store.deliver(Delivery(
+                    message: .memory(LineEndings.crlf(message.bytes)),
+                    recipients: [DeliveryRecipient(accountID: account.id, mailbox: mailbox.name, flags: flags, keywords: keywords)],
+                    internalDate: message.internalDate ?? Date()))
+                switch result.outcomes.first {
+                case .stored(_, let uid): uids.append(uid)
+                case .overQuota:
+                    await output.write(line("\(tag) NO [OVERQUOTA] Quota exceeded"))
+                    return
+                default:
+                    await output.write(line("\(tag) NO [TRYCREATE] No such mailbox"))
+                    return
+                }
+            }
+            await finish(tag, "[APPENDUID \(mailbox.uidValidity) \(SequenceSetText.list(uids))] APPEND completed",
+                         session: &session, output: output, expunges: true)
+        } catch {
+            await storeFailure(error, tag: tag, output: output)
+        }
+    }
+
+    // MARK: SEARCH (RFC 9051 §6.4.4, ESEARCH RFC 4731, SEARCHRES RFC 5182)
+
+    func search(tag: String, _ command: SearchCommand, uid: Bool, session: inout IMAPSession, output: any IMAPOutput) async {
+        guard let selected = session.selected else { return }
+        if let charset = command.charset, !["UTF-8", "US-ASCII"].contains(charset) {
+            await output.write(line("\(tag) NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset"))
+            return
+        }
+        do {
+            let records = try await store.messages(mailboxID: selected.id)
+            var byUID: [UInt32: MessageRecord] = [:]
+            for r in records { byUID[r.uid] = r }
+            var matcher = IMAPSearchMatcher(store: store, selected: selected, saved: session.savedSearch)
+            var matches: [(msn: Int, uid: UInt32)] = []
+            for (i, messageUID) in selected.uids.enumerated() {
+                guard let record = byUID[messageUID] else { continue }
+                if try await matcher.matches(command.key, msn: i + 1, record: record) { matches.append((i + 1, messageUID)) }
+            }
+            let numbers = matches.map { uid ? $0.uid : UInt32($0.msn) }
+            if let options = command.returnOptions {
+                let set = Set(options)
+                if set.contains(.save) { session.savedSearch = matches.map(\.uid) }
+                let wantsResult = !(set.count == 1 && set.contains(.save))
+                if wantsResult {
+                    var parts = ["* ESEARCH (TAG \"\(tag)\")"]
+                    if uid { parts.append("UID") }
+                    let all = set.isEmpty || set.contains(.all) || (set == [.save] ? false : false)
+                    if set.contains(.min), let m = numbers.first { parts.append("MIN \(m)") }
+                    if set.contains(.max), let m = numbers.last { parts.append("MAX \(m)") }
+                    if set.contains(.count) { parts.append("COUNT \(numbers.count)") }
+                    if all, !numbers.isEmpty { parts.append("ALL \(SequenceSetText.compress(numbers))") }
+                    await output.write(line(parts.joined(separator: " ")))
+                }
+            } else {
+                await output.write(line("* SEARCH" + numbers.map { " \($0)" }.joined()))
+            }
+            await finish(tag, "\(uid ? "UID SEARCH" : "SEARCH") completed", session: &session, output: output, expunges: uid)
+        } catch {
+            await storeFailure(error, tag: tag, output: output)
+        }
+    }
+
+    // MARK: Untagged updates (RFC 9051 §7.5.1, §5.2)
+
+    /// Reports other sessions' changes to the selected mailbox: new messages (EXISTS), flag
+    /// changes (FETCH FLAGS), and, when `expunges` allows, removed ones (EXPUNGE).
+    func reportChanges(session: inout IMAPSession, output: any IMAPOutput, expunges: Bool) async {
+        guard var selected = session.selected else {
+            _ = session.changeInbox.take()
+            return
+        }
+        let pending = session.changeInbox.take()
+        guard !pending.isEmpty || session.needsResync else { return }
+        do {
+            var flagChanges = pending.flagChanges
+            if pending.membershipChanged || pending.overflowed || session.needsResync {
+                let records = try await store.messages(mailboxID: selected.id)
+                let current = Set(records.map(\.uid))
+                let gone = selected.uids.filter { !current.contains($0) }
+                if !gone.isEmpty {
+                    if expunges {
+                        await reportExpunged(Set(gone), session: &session, output: output)
+                        selected = session.selected ?? selected
+                        session.needsResync = false
+                    } else {
+                        session.needsResync = true
+                    }
+                } else {
+                    session.needsResync = false
+                }
+                let last = selected.uids.last ?? 0
+                let added = records.filter { $0.uid > last }.map(\.uid)
+                if !added.isEmpty {
+                    selected.uids.append(contentsOf: added)
+                    session.selected = selected
+                    await output.write(line("* \(selected.uids.count) EXISTS"))
+                }
+                if pending.overflowed {
+                    // Details were lost: report every message's flags.
+                    flagChanges = records.map { ($0.uid, $0.modSeq) }
+                }
+            }
+            var seen = Set<UInt32>()
+            for (uid, modSeq) in flagChanges {
+                if session.ownFlagChanges.remove(.init(uid: uid, modSeq: modSeq)) != nil { continue }
+                guard seen.insert(uid).inserted, let msn = selected.sequenceNumber(of: uid),
+                      let record = try await store.message(mailboxID: selected.id, uid: uid) else { continue }
+                var attributes: [FetchAttribute] = [.flags]
+                if session.enabled.contains("CONDSTORE") { attributes.append(.modSeq) }
+                await output.write(IMAPFetchRenderer.render(msn: msn, record: record, summary: nil, bytes: nil, attributes: attributes,
+                                                            includeUID: true, includeModSeq: false, utf8: session.utf8Accepted))
+            }
+            if session.ownFlagChanges.count > 10_000 { session.ownFlagChanges.removeAll() }
+        } catch {
+            session.needsResync = true
+        }
+    }
+}
+
+/// Sequence sets as the server writes them (COPYUID, APPENDUID, ESEARCH ALL, MODIFIED).
+enum SequenceSetText {
+    /// "1,3,5" in the given order (COPYUID pairs source and destination UIDs by position).
+    static func list(_ numbers: [UInt32]) -> String {
+        // Ranges keep responses short, but only where order allows them.
+        var parts: [String] = []
+        var i = 0
+        while i < numbers.count {
+            var j = i
+            while j + 1 < numbers.count, numbers[j + 1] == numbers[j] &+ 1 { j += 1 }
+            parts.append(j > i ? "\(numbers[i]):\(numbers[j])" : "\(numbers[i])")
+            i = j + 1
+        }
+        return parts.joined(separator: ",")
+    }
+
+    /// Sorted and compressed into ranges.
+    static func compress(_ numbers: [UInt32]) -> String { list(Array(Set(numbers)).sorted()) }
+}
+
+/// APPEND takes what clients send; the store wants CRLF line ends only (bare LF becomes CRLF).
+enum LineEndings {
+    static func crlf(_ bytes: [UInt8]) -> [UInt8] {
+        var needsFix = false
+        for (i, b) in bytes.enumerated() where b == 0x0A && (i == 0 || bytes[i - 1] != 0x0D) { needsFix = true; break }
+        for (i, b) in bytes.enumerated() where b == 0x0D && (i + 1 == bytes.count || bytes[i + 1] != 0x0A) { needsFix = true; break }
+        guard needsFix else { return bytes }
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count + bytes.count / 50)
+        var i = 0
+        while i < bytes.count {
+            let b = bytes[i]
+            if b == 0x0D {
+                out.append(contentsOf: [0x0D, 0x0A])
+                if i + 1 < bytes.count, bytes[i + 1] == 0x0A { i += 1 }
+            } else if b == 0x0A {
+                out.append(contentsOf: [0x0D, 0x0A])
+            } else {
+                out.append(b)
+            }
+            i += 1
+        }
+        return out
+    }
+}

@@ -1,0 +1,136 @@
+// Evaluates SEARCH keys (RFC 9051 §6.4.4) on one message. Flags, sizes, dates and UIDs come
+// from the message record; address and subject keys from the stored ENVELOPE; HEADER, BODY and
+// TEXT from the message bytes (a full-text index is to replace the scan for BODY and TEXT).
+// Matching is case-insensitive substring matching, as RFC 9051 §6.4.4 asks.
+
+import FacteurMIME
+import FacteurStore
+import Foundation
+
+struct IMAPSearchMatcher {
+    let store: any MailStore
+    let selected: SelectedMailbox
+    let saved: [UInt32]
+
+    private var summary: (id: Int64, value: MessageSummary?)?
+    private var bytes: (id: Int64, value: [UInt8])?
+
+    init(store: any MailStore, selected: SelectedMailbox, saved: [UInt32]) {
+        self.store = store
+        self.selected = selected
+        self.saved = saved
+    }
+
+    mutating func matches(_ key: SearchKey, msn: Int, record: MessageRecord) async throws -> Bool {
+        switch key {
+        case .all: return true
+        case .answered: return record.flags.contains(.answered)
+        case .deleted: return record.flags.contains(.deleted)
+        case .draft: return record.flags.contains(.draft)
+        case .flagged: return record.flags.contains(.flagged)
+        case .seen: return record.flags.contains(.seen)
+        case .unanswered: return !record.flags.contains(.answered)
+        case .undeleted: return !record.flags.contains(.deleted)
+        case .undraft: return !record.flags.contains(.draft)
+        case .unflagged: return !record.flags.contains(.flagged)
+        case .unseen: return !record.flags.contains(.seen)
+        case .new, .recent: return false
+        case .old: return true
+        case .keyword(let k): return record.keywords.contains { $0.caseInsensitiveCompare(k) == .orderedSame }
+        case .unkeyword(let k): return !record.keywords.contains { $0.caseInsensitiveCompare(k) == .orderedSame }
+        case .larger(let n): return record.size > Int64(clamping: n)
+        case .smaller(let n): return record.size < Int64(clamping: n)
+        case .before(let d): return IMAPDateFormat.day(of: record.internalDate) < d.dayNumber
+        case .on(let d): return IMAPDateFormat.day(of: record.internalDate) == d.dayNumber
+        case .since(let d): return IMAPDateFormat.day(of: record.internalDate) >= d.dayNumber
+        case .sentBefore(let d), .sentOn(let d), .sentSince(let d):
+            // RFC 9051 §6.4.4: the Date: header's day, time and zone disregarded.
+            guard let text = try await loadSummary(record)?.envelope.date, let date = MailDate(parsing: text) else { return false }
+            let day = IMAPDate(year: date.year, month: date.month, day: date.day).dayNumber
+            switch key {
+            case .sentBefore: return day < d.dayNumber
+            case .sentOn: return day == d.dayNumber
+            default: return day >= d.dayNumber
+            }
+        case .modSeq(let m): return record.modSeq >= m
+        case .uid(let set):
+            return contains(set, number: record.uid, uid: true)
+        case .sequenceSet(let set):
+            if case .saved = set { return saved.contains(record.uid) }
+            return contains(set, number: UInt32(msn), uid: false)
+        case .from(let s): return try await addressMatch(record, s) { $0.from }
+        case .to(let s): return try await addressMatch(record, s) { $0.to }
+        case .cc(let s): return try await addressMatch(record, s) { $0.cc }
+        case .bcc(let s): return try await addressMatch(record, s) { $0.bcc }
+        case .subject(let s):
+            return Self.contains(try await loadSummary(record)?.envelope.subject ?? "", s)
+        case .header(let field, let value):
+            let header = IMAPFetchRenderer.filterHeader(try await headerBytes(record), names: [field], keep: true)
+            guard header.count > 2 else { return false }
+            if value.isEmpty { return true }
+            // Only the values, not the names, are searched.
+            let text = String(decoding: header, as: UTF8.self)
+            let values = text.split(separator: "\r\n").map { line -> Substring in
+                guard let colon = line.firstIndex(of: ":") else { return line }
+                return line[line.index(after: colon)...]
+            }.joined(separator: " ")
+            return Self.contains(values, value)
+        case .body(let s):
+            let all = try await loadBytes(record)
+            guard let summary = try await loadSummary(record) else { return false }
+            let start = min(all.count, record.prefixLength + summary.body.bodyOffset)
+            return Self.contains(String(decoding: all[start...], as: UTF8.self), s)
+        case .text(let s):
+            return Self.contains(String(decoding: try await loadBytes(record), as: UTF8.self), s)
+        case .not(let k): return !(try await matches(k, msn: msn, record: record))
+        case .or(let a, let b):
+            if try await matches(a, msn: msn, record: record) { return true }
+            return try await matches(b, msn: msn, record: record)
+        case .and(let keys):
+            for k in keys where !(try await matches(k, msn: msn, record: record)) { return false }
+            return true
+        }
+    }
+
+    private func contains(_ set: SequenceSet, number: UInt32, uid: Bool) -> Bool {
+        switch set {
+        case .saved: return uid ? saved.contains(number) : false
+        case .ranges(let ranges):
+            let star = uid ? (selected.uids.last ?? 0) : UInt32(selected.uids.count)
+            return ranges.contains { $0.resolved(star: star).contains(number) }
+        }
+    }
+
+    static func contains(_ haystack: String, _ needle: String) -> Bool {
+        needle.isEmpty || haystack.range(of: needle, options: [.caseInsensitive, .diacriticInsensitive]) != nil
+    }
+
+    private mutating func addressMatch(_ record: MessageRecord, _ needle: String, _ pick: (Envelope) -> [EnvelopeAddress]) async throws -> Bool {
+        guard let envelope = try await loadSummary(record)?.envelope else { return false }
+        for a in pick(envelope) {
+            let text = [a.name, a.mailbox.map { m in a.host.map { "\(m)@\($0)" } ?? m }].compactMap { $0 }.joined(separator: " ")
+            if Self.contains(text, needle) { return true }
+        }
+        return false
+    }
+
+    private mutating func loadSummary(_ record: MessageRecord) async throws -> MessageSummary? {
+        if let summary, summary.id == record.id { return summary.value }
+        let value = try await store.summary(messageID: record.id)
+        summary = (record.id, value)
+        return value
+    }
+
+    private mutating func loadBytes(_ record: MessageRecord) async throws -> [UInt8] {
+        if let bytes, bytes.id == record.id { return bytes.value }
+        let value = try await store.messageBytes(messageID: record.id)
+        bytes = (record.id, value)
+        return value
+    }
+
+    private mutating func headerBytes(_ record: MessageRecord) async throws -> [UInt8] {
+        let all = try await loadBytes(record)
+        let length = (try await loadSummary(record)?.body.headerLength ?? all.count) + record.prefixLength
+        return Array(all.prefix(length))
+    }
+}

@@ -1,5 +1,0 @@
-import XCTest
-
-final class PlaceholderFacteurEndToEndTests: XCTestCase {
-    func testNothingYet() {}
-}
