@@ -4,8 +4,11 @@
 
 import Foundation
 
+/// RFC 3464 §2.3.3 Action (`expanded` is not used: we do not expand lists into the queue).
 public enum DSNAction: String, Sendable {
     case failed, delayed, delivered
+    /// Handed to a server that does not offer DSN (RFC 3461 §5.2.2): no further report will come.
+    case relayed
 }
 
 /// One recipient's entry in a DSN (RFC 3464 §2.3).
@@ -36,7 +39,7 @@ public struct DSNRecipient: Sendable, Equatable {
         switch action {
         case .failed: return "5.0.0"
         case .delayed: return "4.0.0"
-        case .delivered: return "2.0.0"
+        case .delivered, .relayed: return "2.0.0"
         }
     }
 }
@@ -88,6 +91,9 @@ public struct DSNBuilder: Sendable {
             line("Your message has not been delivered yet to one or more recipients.")
             if let willRetryUntil { line("The mail system will keep trying until \(Self.date(willRetryUntil)).") }
             line("You do not need to send it again.")
+        } else if recipients.contains(where: { $0.action == .relayed }) {
+            line("Your message was handed to a mail server that does not send delivery reports;")
+            line("this is the last report you will get for these recipients.")
         } else {
             line("Your message was delivered.")
         }

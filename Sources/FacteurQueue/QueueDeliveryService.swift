@@ -193,7 +193,13 @@ public final class QueueDeliveryService: Sendable {
         var isLocal = false
         if case .local = route { isLocal = true } else if (try? await store.isLocalDomain(domain)) == true { isLocal = true }
         if isLocal {
-            for claim in remaining { await record(await deliverLocally(claim)) }
+            for claim in remaining {
+                let outcomes = await deliverLocally(claim)
+                await record(outcomes)
+                let delivered = Set(outcomes.compactMap { if case .delivered = $0.1 { return $0.0 } else { return nil } })
+                await reportSuccess(claim.message, claim.recipients.filter { delivered.contains($0.id) }
+                    .map { ($0, "250 2.0.0 delivered to the mailbox") }, action: .delivered, host: nil)
+            }
             return
         }
 
@@ -297,6 +303,11 @@ public final class QueueDeliveryService: Sendable {
                         }
                     }
                     await record(outcomes)
+                    // RFC 3461 §5.2.2: a server without DSN cannot report success; we do, as "relayed".
+                    if !(await active.extensions.has("DSN")) {
+                        await reportSuccess(claim.message, zip(claim.recipients, results).filter { $0.1.reply.isPositive }
+                            .map { ($0.0, $0.1.reply.description) }, action: .relayed, host: active.remoteHost)
+                    }
                     done = true
                 } catch {
                     // The connection died mid-transaction: no final reply was read, so nothing
@@ -400,8 +411,7 @@ public final class QueueDeliveryService: Sendable {
             }
             try await store.markQueueRecipientsReported(failed.map(\.id))
         }
-        for message in try await store.queuedMessages() {
-            guard let warnAt = message.warnAt, now >= warnAt else { continue }
+        for message in try await store.queuedMessagesDueForDelayWarning(now: now) {
             let delayed = message.recipients.filter { $0.state == .deferred }
             guard !delayed.isEmpty else { continue }
             let wanted = delayed.filter { ($0.notify ?? [.failure, .delay]).contains(.delay) }
@@ -414,6 +424,17 @@ public final class QueueDeliveryService: Sendable {
             }
             try await store.clearQueueDelayWarning(messageID: message.id)
         }
+    }
+
+    /// RFC 3461 §4.1 NOTIFY=SUCCESS: a report for recipients that asked for one.
+    private func reportSuccess(_ message: QueuedMessage, _ delivered: [(QueuedRecipient, String)], action: DSNAction,
+                               host: String?) async {
+        let wanted = delivered.filter { $0.0.notify?.contains(.success) == true }
+        guard !message.sender.isEmpty, !wanted.isEmpty else { return }
+        await sendDSN(builder: DSNBuilder(reportingMTA: configuration.hostname), message: message, recipients: wanted.map {
+            DSNRecipient(finalRecipient: $0.0.address, originalRecipient: $0.0.originalRecipient, action: action,
+                         diagnostic: $0.1, remoteMTA: host, lastAttempt: clock())
+        }, now: clock(), willRetryUntil: nil)
     }
 
     private func sendDSN(builder: DSNBuilder, message: QueuedMessage, recipients: [DSNRecipient], now: Date,

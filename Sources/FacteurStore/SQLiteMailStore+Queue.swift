@@ -467,6 +467,17 @@ extension SQLiteMailStore {
         }
     }
 
+    /// Messages whose delay warning is due at `now` and that still have deferred recipients.
+    public func queuedMessagesDueForDelayWarning(now: Date) async throws -> [QueuedMessage] {
+        try await read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT \(Self.queueMessageColumns) FROM queue_message m WHERE warnAt IS NOT NULL AND warnAt <= ?
+                AND EXISTS (SELECT 1 FROM queue_recipient r WHERE r.messageID = m.id AND r.state = 'deferred')
+                ORDER BY id
+                """, arguments: [now.timeIntervalSince1970]).map { try Self.queuedMessage($0, db: db) }
+        }
+    }
+
     /// The earliest time any waiting recipient is due, for the worker's sleep.
     public func nextQueueAttempt() async throws -> Date? {
         try await read { db in

@@ -247,6 +247,32 @@ final class DeliveryServiceTests: XCTestCase {
         XCTAssertTrue(left.isEmpty, "ghost@ failed, null sender: no DSN")
     }
 
+    func testNotifySuccessIsReportedOnlyWhenTheNextHopCannot() async throws {
+        let plain = try await ScriptedSMTPServer(script: acceptingScript())
+        let withDSN = try await ScriptedSMTPServer(script: acceptingScript(ehlo: ["PIPELINING", "DSN"]))
+        let service = service(try resolver("", failures: [(.serverFailure, "example.net")]), port: 1, routes: [
+            "plain.example": .relay(QueueRelay(host: "127.0.0.1", port: plain.port)),
+            "dsn.example": .relay(QueueRelay(host: "127.0.0.1", port: withDSN.port)),
+        ])
+        for domain in ["plain.example", "dsn.example"] {
+            _ = try await service.enqueue(QueueSubmission(
+                sender: "a@example.net", recipients: [QueueRecipientInput(address: "x@\(domain)", notify: [.success, .failure])],
+                message: .memory(message)))
+        }
+        try await service.runOnce()
+        XCTAssertTrue(withDSN.commands.contains("RCPT TO:<x@dsn.example> NOTIFY=SUCCESS,FAILURE"), "passed on to a DSN server")
+        XCTAssertTrue(plain.commands.contains("RCPT TO:<x@plain.example>"))
+        let queue = try await store.queuedMessages()
+        XCTAssertEqual(queue.count, 1, "one report, for the hop without DSN")
+        let bytes = try await store.queuedMessageBytes(blobID: queue[0].blobID)
+        let text = String(decoding: bytes, as: UTF8.self)
+        XCTAssertTrue(text.contains("Final-Recipient: rfc822; x@plain.example"))
+        XCTAssertTrue(text.contains("Action: relayed"))
+        XCTAssertTrue(text.contains("Status: 2.0.0"))
+        await plain.stop()
+        await withDSN.stop()
+    }
+
     func testSmarthostRoute() async throws {
         let relay = try await ScriptedSMTPServer(script: acceptingScript())
         let service = service(try resolver(""), port: 1,
