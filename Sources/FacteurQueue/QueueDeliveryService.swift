@@ -69,9 +69,15 @@ public struct QueueConfiguration: Sendable {
     }
 }
 
+/// What SMTP submission needs from the queue: hand over a message, durably.
+public protocol OutboundQueue: Sendable {
+    /// Returns once the message is on disk (blob durable, rows committed): then 250 may be sent.
+    func enqueue(_ submission: QueueSubmission) async throws -> QueuedMessage
+}
+
 /// Runs delivery until cancelled (`run()`), or one pass at a time (`runOnce()`, for tests with
 /// an injected clock). Conform it to ServiceLifecycle's `Service` where it is composed.
-public final class QueueDeliveryService: Sendable {
+public final class QueueDeliveryService: OutboundQueue, Sendable {
     public let store: SQLiteMailStore
     public let configuration: QueueConfiguration
     let router: MXRouter

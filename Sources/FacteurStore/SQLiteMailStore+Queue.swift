@@ -94,10 +94,13 @@ public struct QueueSubmission: Sendable {
     public var requiresSMTPUTF8: Bool
     /// Who submitted it (submission's authenticated account), for the CLI and logs.
     public var account: String?
+    /// CRLF-terminated header lines put before `message` (our Received: trace, submission's
+    /// added Date:/Message-ID:), stored as part of the queued bytes.
+    public var headerPrefix: [UInt8]
     public init(sender: String, recipients: [QueueRecipientInput], message: MessageData, envelopeID: String? = nil,
-                ret: DSNReturn? = nil, requiresSMTPUTF8: Bool = false, account: String? = nil) {
+                ret: DSNReturn? = nil, requiresSMTPUTF8: Bool = false, account: String? = nil, headerPrefix: [UInt8] = []) {
         self.sender = sender; self.recipients = recipients; self.message = message; self.envelopeID = envelopeID
-        self.ret = ret; self.requiresSMTPUTF8 = requiresSMTPUTF8; self.account = account
+        self.ret = ret; self.requiresSMTPUTF8 = requiresSMTPUTF8; self.account = account; self.headerPrefix = headerPrefix
     }
 }
 
@@ -241,11 +244,15 @@ extension SQLiteMailStore {
                 throw StoreError.invalid("bad recipient address \(recipient.address)")
             }
         }
-        let bytes: [UInt8]
-        switch submission.message {
-        case .memory(let b): bytes = b
-        case .file(let path, _): bytes = try BlobFiles.read(path: path)
+        guard submission.headerPrefix.count <= StoreLimits.maxHeaderPrefixLength else {
+            throw StoreError.invalid("header prefix longer than \(StoreLimits.maxHeaderPrefixLength) octets")
         }
+        var joined = submission.headerPrefix
+        switch submission.message {
+        case .memory(let b): joined += b
+        case .file(let path, _): joined += try BlobFiles.read(path: path)
+        }
+        let bytes = joined
         try LineEndings.check(bytes, what: "message")
         let blobID = BlobLayout.blobID(of: bytes)
         let summary = SummaryCodec.encode(MessageSummary(parsing: bytes))

@@ -273,6 +273,62 @@ final class DeliveryServiceTests: XCTestCase {
         await withDSN.stop()
     }
 
+    func testSmarthostWithCredentialsNeverAuthenticatesWithoutTLS() async throws {
+        let relay = try await ScriptedSMTPServer(script: acceptingScript(ehlo: ["PIPELINING", "AUTH PLAIN"]))
+        let service = service(try resolver(""), port: 1, routes: [
+            "partner.example": .relay(QueueRelay(host: "127.0.0.1", port: relay.port, username: "u", password: "secret")),
+        ])
+        let queued = try await enqueue(service, to: ["x@partner.example"])
+        try await service.runOnce()
+        XCTAssertFalse(relay.commands.contains { $0.hasPrefix("AUTH") }, "no credentials over plaintext")
+        XCTAssertTrue(relay.messages.isEmpty)
+        let value = try await store.queuedMessage(id: queued.id)
+        let shown = try XCTUnwrap(value)
+        XCTAssertEqual(shown.recipients[0].state, .deferred)
+        XCTAssertTrue(shown.recipients[0].lastReply?.contains("STARTTLS") == true, shown.recipients[0].lastReply ?? "")
+        await relay.stop()
+    }
+
+    func testDroppedMidDataIsRetriedNotDelivered() async throws {
+        let drops = TestCounter()
+        let server = try await ScriptedSMTPServer { event in
+            if case .message = event, drops.increment() == 1 { return .close }
+            return acceptingScript(ehlo: ["8BITMIME"])(event)
+        }
+        let service = service(try resolver("example.org. 300 IN MX 10 mx.example.org.\nmx.example.org. 300 IN A 127.0.0.1"),
+                              port: server.port)
+        let queued = try await enqueue(service, to: ["b@example.org"])
+        try await service.runOnce()
+        let value = try await store.queuedMessage(id: queued.id)
+        let shown = try XCTUnwrap(value)
+        XCTAssertEqual(shown.recipients[0].state, .deferred, "no final reply: not delivered, kept")
+        clock.advance(301)
+        try await service.runOnce()
+        let gone = try await store.queuedMessage(id: queued.id)
+        XCTAssertNil(gone)
+        XCTAssertEqual(server.messages.count, 2)
+        await server.stop()
+    }
+
+    func testIPv6Delivery() async throws {
+        let server: ScriptedSMTPServer
+        do {
+            server = try await ScriptedSMTPServer(host: "::1", script: acceptingScript())
+        } catch {
+            throw XCTSkip("no IPv6 loopback: \(error)")
+        }
+        let v6 = QueueDeliveryService(store: store, resolver: try resolver("v6.example. 300 IN MX 10 mx.v6.example.\nmx.v6.example. 300 IN AAAA ::1"),
+                                      configuration: QueueConfiguration(hostname: "out.example.net", mxPort: server.port,
+                                                                        ipv6Enabled: true, timeouts: .uniform(.seconds(5))),
+                                      clock: clock.function)
+        let queued = try await enqueue(v6, to: ["x@v6.example"])
+        try await v6.runOnce()
+        XCTAssertEqual(server.messages.count, 1)
+        let gone = try await store.queuedMessage(id: queued.id)
+        XCTAssertNil(gone)
+        await server.stop()
+    }
+
     func testSmarthostRoute() async throws {
         let relay = try await ScriptedSMTPServer(script: acceptingScript())
         let service = service(try resolver(""), port: 1,

@@ -49,6 +49,19 @@ final class QueueStoreTests: XCTestCase {
         XCTAssertEqual(listed.map(\.id), [queued.id])
     }
 
+    func testHeaderPrefixIsPartOfTheQueuedBytes() async throws {
+        var input = submission(["b@example.org"])
+        input.headerPrefix = crlf("Received: from client by us\n")
+        let queued = try await store.enqueue(input)
+        let bytes = try await store.queuedMessageBytes(blobID: queued.blobID)
+        XCTAssertEqual(bytes, crlf("Received: from client by us\n") + message)
+        input.headerPrefix = Array("bare\n".utf8)
+        do {
+            _ = try await store.enqueue(input)
+            XCTFail("a prefix with a bare LF was accepted")
+        } catch {}
+    }
+
     func testEnqueueRefusesBareLineFeedsAndEmptyRecipientLists() async throws {
         do {
             _ = try await store.enqueue(submission(["b@example.org"], bytes: Array("a\nb".utf8)))
