@@ -126,7 +126,7 @@ let package = Package(
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
         .testTarget(name: "FacteurQueueTests", dependencies: [
-            "FacteurQueue", "FacteurStore", "FacteurDNS", "FacteurSMTP", "FacteurNet", "FacteurTestSupport",
+            "FacteurQueue", "FacteurStore", "FacteurDNS", "FacteurSMTP", "FacteurNet", "FacteurIdentity", "FacteurTestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

@@ -4,6 +4,7 @@
 // a smarthost route; connection reuse; the long-running service woken by enqueue.
 
 import FacteurDNS
+import FacteurIdentity
 import FacteurSMTP
 import FacteurStore
 import Foundation
@@ -327,6 +328,27 @@ final class DeliveryServiceTests: XCTestCase {
         let gone = try await store.queuedMessage(id: queued.id)
         XCTAssertNil(gone)
         await server.stop()
+    }
+
+    func testSmarthostWithSTARTTLSAndAuthPlain() async throws {
+        let hasher = PasswordHasher(parameters: ScryptParameters(logN: 10, r: 8, p: 1))
+        let credentials = try Credentials.make(password: "relay secret", hasher: hasher)
+        let authenticator = Authenticator(configuration: .init(hasher: hasher), lookup: { name in
+            name == "relay@example.net" ? credentials : nil
+        })
+        let backend = RecordingBackend()
+        let listener = try await startFacteurSMTP(backend, directory: directory, tls: true, authenticator: authenticator)
+        let service = service(try resolver(""), port: 1, routes: [
+            "partner.example": .relay(QueueRelay(host: "127.0.0.1", port: listener.localAddress!.port!,
+                                                 username: "relay@example.net", password: "relay secret")),
+        ])
+        let queued = try await enqueue(service, to: ["x@partner.example"])
+        try await service.runOnce()
+        XCTAssertEqual(backend.count, 1)
+        XCTAssertEqual(backend.last?.0.authenticatedAccount, "relay@example.net")
+        let gone = try await store.queuedMessage(id: queued.id)
+        XCTAssertNil(gone)
+        await listener.shutdown(grace: .seconds(1))
     }
 
     func testSmarthostRoute() async throws {

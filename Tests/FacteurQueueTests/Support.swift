@@ -2,6 +2,7 @@
 // server with a recording backend, and a scripted SMTP server that can greylist, hang, drop
 // the connection mid-DATA or answer garbage.
 
+import FacteurIdentity
 import FacteurNet
 import FacteurSMTP
 import FacteurStore
@@ -43,6 +44,9 @@ final class RecordingBackend: SMTPBackend {
         }
     }
 
+    /// Submission: the test account may send as anyone.
+    func checkSender(_ sender: SMTPMailbox?, account: String) async -> SenderVerdict { .allowed }
+
     func deliver(_ transaction: SMTPTransaction, message: MessageData) async -> DeliveryVerdict {
         let bytes: [UInt8]
         switch message {
@@ -61,17 +65,19 @@ final class RecordingBackend: SMTPBackend {
 
 /// Facteur's own SMTP server on 127.0.0.1, optionally with STARTTLS.
 func startFacteurSMTP(_ backend: RecordingBackend, directory: String, tls: Bool = false,
-                      maxMessageSize: Int = 10_000_000) async throws -> SMTPListener {
+                      maxMessageSize: Int = 10_000_000, authenticator: Authenticator? = nil) async throws -> SMTPListener {
     var context: NIOSSLContextBox?
     if tls {
         let files = CertificateFiles(certificatePath: "\(directory)/cert.pem", keyPath: "\(directory)/key.pem")
         _ = try TLSProvider.ensureSelfSigned(files, hostnames: ["localhost"])
         context = NIOSSLContextBox(try TLSProvider(defaultCertificate: files).context)
     }
-    let session = SMTPSessionConfiguration(hostname: "mx.example.org", maxMessageSize: maxMessageSize, tlsAvailable: tls)
+    let session = SMTPSessionConfiguration(hostname: "mx.example.org", maxMessageSize: maxMessageSize, tlsAvailable: tls,
+                                           mode: authenticator == nil ? .inbound : .submission)
     return try await SMTPListener.bind(
         configuration: .init(host: "127.0.0.1", port: 0, session: session, spoolDirectory: directory),
-        backend: backend, sslContext: context?.context, group: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "test"))
+        backend: backend, sslContext: context?.context, group: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "test"),
+        authenticator: authenticator)
 }
 
 import NIOSSL
