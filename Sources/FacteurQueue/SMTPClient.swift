@@ -233,16 +233,25 @@ public actor SMTPClientConnection {
         // MTA-STS (RFC 8461) and DANE (RFC 7672) will decide when verification is required.
         tls.certificateVerification = .none
         let handshake: EventLoopFuture<Void>
+        let context: NIOSSLContext
         do {
-            let context = try NIOSSLContext(configuration: tls)
-            let sni = Self.isIPLiteral(remoteHost) ? nil : remoteHost
-            let handler = try NIOSSLClientHandler(context: context, serverHostname: sni)
-            let promise = channel.eventLoop.makePromise(of: Void.self)
-            let watcher = TLSHandshakeWatcher(promise: promise)
-            handshake = channel.pipeline.addHandlers([handler, watcher], position: .first).flatMap { promise.futureResult }
+            context = try NIOSSLContext(configuration: tls)
         } catch {
             throw SMTPClientError.protocolViolation("TLS setup: \(error)")
         }
+        let sni = Self.isIPLiteral(remoteHost) ? nil : remoteHost
+        let promise = channel.eventLoop.makePromise(of: Void.self)
+        // The handlers are made on the event loop: NIOSSLHandler is not Sendable. The server
+        // sends nothing between its 220 and our ClientHello, so no byte can slip past TLS.
+        handshake = channel.eventLoop.submit { [channel] in
+            do {
+                let handler = try NIOSSLClientHandler(context: context, serverHostname: sni)
+                try channel.pipeline.syncOperations.addHandlers([handler, TLSHandshakeWatcher(promise: promise)], position: .first)
+            } catch {
+                promise.fail(error)
+                throw error
+            }
+        }.flatMap { promise.futureResult }
         let timeout = channel.eventLoop.scheduleTask(in: configuration.timeouts.command) { [channel] in
             channel.close(promise: nil)
         }
@@ -512,33 +521,44 @@ final class ReplyQueue: Sendable {
         var buffered: [Result<SMTPClientReply, any Error>] = []
         var finished = false
         var waiter: (id: UInt64, continuation: CheckedContinuation<SMTPClientReply, any Error>, stage: String)?
+        /// The waiter's timeout, cancelled when its reply comes: a long session must not pile
+        /// up minutes-long timers.
+        var timer: Scheduled<Void>?
         var nextID: UInt64 = 0
     }
     private let state = NIOLockedValueBox(State())
 
     func push(_ result: Result<SMTPClientReply, any Error>) {
-        let waiter: CheckedContinuation<SMTPClientReply, any Error>? = state.withLockedValue { s in
+        let waiter: (CheckedContinuation<SMTPClientReply, any Error>, Scheduled<Void>?)? = state.withLockedValue { s in
             if let w = s.waiter {
                 s.waiter = nil
-                return w.continuation
+                defer { s.timer = nil }
+                return (w.continuation, s.timer)
             }
             // Bounded: a server flooding replies we did not ask for is broken.
             if s.buffered.count < 1000 { s.buffered.append(result) }
             return nil
         }
-        waiter?.resume(with: result)
+        if let (continuation, timer) = waiter {
+            timer?.cancel()
+            continuation.resume(with: result)
+        }
     }
 
     func finish() {
-        let waiter: (CheckedContinuation<SMTPClientReply, any Error>, String)? = state.withLockedValue { s in
+        let waiter: (CheckedContinuation<SMTPClientReply, any Error>, String, Scheduled<Void>?)? = state.withLockedValue { s in
             s.finished = true
             if let w = s.waiter {
                 s.waiter = nil
-                return (w.continuation, w.stage)
+                defer { s.timer = nil }
+                return (w.continuation, w.stage, s.timer)
             }
             return nil
         }
-        if let (continuation, stage) = waiter { continuation.resume(throwing: SMTPClientError.connectionClosed(stage)) }
+        if let (continuation, stage, timer) = waiter {
+            timer?.cancel()
+            continuation.resume(throwing: SMTPClientError.connectionClosed(stage))
+        }
     }
 
     func next(stage: String, timeout: TimeAmount, channel: any Channel) async throws -> SMTPClientReply {
@@ -555,14 +575,21 @@ final class ReplyQueue: Sendable {
             case .value(let result):
                 continuation.resume(with: result)
             case .wait(let id):
-                channel.eventLoop.scheduleTask(in: timeout) { [self] in
+                let timer = channel.eventLoop.scheduleTask(in: timeout) { [self] in
                     let expired: CheckedContinuation<SMTPClientReply, any Error>? = state.withLockedValue { s in
                         guard let w = s.waiter, w.id == id else { return nil }
                         s.waiter = nil
+                        s.timer = nil
                         return w.continuation
                     }
                     expired?.resume(throwing: SMTPClientError.timeout(stage))
                 }
+                let answered: Bool = state.withLockedValue { s in
+                    guard let w = s.waiter, w.id == id else { return true }
+                    s.timer = timer
+                    return false
+                }
+                if answered { timer.cancel() }
             }
         }
     }
