@@ -215,3 +215,36 @@ final class QueueStoreTests: XCTestCase {
         XCTAssertEqual(DSNNotify.never.parameterValue, "NEVER")
     }
 }
+
+final class QueueListingTests: XCTestCase {
+    func testListAndShowCarryStateAttemptsNextAttemptAndReply() async throws {
+        let directory = temporaryDirectory("listing")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try SQLiteMailStore(directory: directory)
+        defer { try? store.close() }
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        var input = QueueSubmission(sender: "a@example.net", recipients: [QueueRecipientInput(address: "b@example.org"),
+                                                                        QueueRecipientInput(address: "c@example.org")],
+                                    message: .memory(crlf("Subject: s\n\nx\n")), envelopeID: "E9")
+        input.recipients[1].notify = [.failure]
+        let queued = try await store.enqueue(input, now: now)
+        let claim = try await store.claimQueueWork(now: now, owner: "w", lease: 60, limit: 1)[0]
+        try await store.recordQueueAttempt(owner: "w", [
+            (claim.recipients[0].id, .deferred(reply: "451 4.7.1 greylisted\u{1b}[31m", host: "mx.example.org",
+                                               nextAttempt: now.addingTimeInterval(600))),
+            (claim.recipients[1].id, .delivered(reply: "250 2.0.0 ok", host: "mx.example.org")),
+        ], now: now)
+        let messages = try await store.queuedMessages()
+        let list = QueueListing.list(messages, now: now.addingTimeInterval(7200))
+        XCTAssertTrue(list.contains("\(queued.id) "))
+        XCTAssertTrue(list.contains("2h0m"))
+        XCTAssertTrue(list.contains("b@example.org (deferred), c@example.org (delivered)"))
+        XCTAssertTrue(list.contains("1 message(s), 1 recipient(s) waiting"))
+        let shown = QueueListing.show(messages[0], now: now)
+        XCTAssertTrue(shown.contains("<b@example.org>: deferred, 1 attempt(s), next Fri, 15 Jan 2027 08:10:00 +0000"), shown)
+        XCTAssertTrue(shown.contains("last reply from mx.example.org: 451 4.7.1 greylisted?[31m"), "no escape reaches the terminal")
+        XCTAssertTrue(shown.contains("ENVID:       E9"))
+        XCTAssertTrue(shown.contains("NOTIFY=FAILURE"))
+        XCTAssertEqual(QueueListing.list([]), "The queue is empty.\n")
+    }
+}
