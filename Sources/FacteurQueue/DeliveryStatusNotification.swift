@@ -1,5 +1,6 @@
 // Delivery status notifications: RFC 3464 (multipart/report, RFC 6522, with a
-// message/delivery-status part), honouring RFC 3461's NOTIFY, RET, ENVID and ORCPT. A DSN is
+// message/delivery-status part; RFC 6533's global types for SMTPUTF8 messages), honouring
+// RFC 3461's NOTIFY, RET, ENVID and ORCPT. A DSN is
 // sent with the null reverse-path (RFC 3461 §6.2; RFC 5321 §4.5.5) so it is never bounced back.
 
 import Foundation
@@ -57,7 +58,7 @@ public struct DSNBuilder: Sendable {
     }
 
     public func build(to sender: String, envelopeID: String?, arrival: Date, recipients: [DSNRecipient],
-                      original: [UInt8], ret: DSNReturn?, willRetryUntil: Date? = nil, now: Date,
+                      original: [UInt8], ret: DSNReturn?, willRetryUntil: Date? = nil, now: Date, utf8: Bool = false,
                       boundary: String = "=_facteur_" + UUID().uuidString,
                       messageID: String = UUID().uuidString) -> [UInt8] {
         let anyFailed = recipients.contains { $0.action == .failed }
@@ -103,7 +104,8 @@ public struct DSNBuilder: Sendable {
         }
         line("")
         line("--\(boundary)")
-        line("Content-Type: message/delivery-status")
+        // RFC 6533 §3, §6: an internationalised message gets the UTF-8-capable report types.
+        line("Content-Type: \(utf8 ? "message/global-delivery-status" : "message/delivery-status")")
         line("")
         // Per-message fields, RFC 3464 §2.2.
         line("Reporting-MTA: dns; \(reportingMTA)")
@@ -128,10 +130,10 @@ public struct DSNBuilder: Sendable {
         let full = (ret == .full || (ret == nil && anyFailed)) && original.count <= maxReturnedSize
         var bytes = Array(out.utf8)
         if full {
-            bytes += Array("Content-Type: message/rfc822\r\n\r\n".utf8)
+            bytes += Array("Content-Type: \(utf8 ? "message/global" : "message/rfc822")\r\n\r\n".utf8)
             bytes += original
         } else {
-            bytes += Array("Content-Type: text/rfc822-headers\r\n\r\n".utf8)
+            bytes += Array("Content-Type: \(utf8 ? "message/global-headers" : "text/rfc822-headers")\r\n\r\n".utf8)
             bytes += Self.header(of: original)
         }
         if !(bytes.count >= 2 && bytes[bytes.count - 2] == 0x0D && bytes[bytes.count - 1] == 0x0A) {

@@ -449,7 +449,7 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
             let original = try await store.queuedMessageBytes(blobID: message.blobID)
             let bytes = builder.build(to: message.sender, envelopeID: message.envelopeID, arrival: message.created,
                                       recipients: recipients, original: original, ret: message.ret,
-                                      willRetryUntil: willRetryUntil, now: now)
+                                      willRetryUntil: willRetryUntil, now: now, utf8: message.requiresSMTPUTF8)
             // The null reverse-path: a DSN is never answered by another DSN (RFC 3461 §6.2).
             _ = try await store.enqueue(QueueSubmission(sender: "", recipients: [QueueRecipientInput(address: message.sender)],
                                                         message: .memory(bytes),

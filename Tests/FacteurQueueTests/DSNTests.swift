@@ -91,6 +91,17 @@ final class DSNTests: XCTestCase {
         XCTAssertTrue(text.contains("Subject: Delivery delayed"))
     }
 
+    func testSMTPUTF8MessagesGetRFC6533Types() {
+        let bytes = DSNBuilder(reportingMTA: "out.example.net").build(
+            to: "josé@example.net", envelopeID: nil, arrival: now,
+            recipients: [DSNRecipient(finalRecipient: "élodie@example.org", action: .failed, diagnostic: "550 5.1.1 no")],
+            original: original, ret: nil, now: now, utf8: true, boundary: "BOUNDARY", messageID: "x")
+        let text = String(decoding: bytes, as: UTF8.self)
+        XCTAssertTrue(text.contains("Content-Type: message/global-delivery-status\r\n"))
+        XCTAssertTrue(text.contains("Content-Type: message/global\r\n"))
+        XCTAssertTrue(text.contains("Final-Recipient: rfc822; élodie@example.org"))
+    }
+
     func testHostileReplyTextCannotInjectFields() {
         let text = build([DSNRecipient(finalRecipient: "b@example.org", action: .failed,
                                        diagnostic: "550 5.1.1 x\r\nAction: delivered\r\n\r\nFinal-Recipient: rfc822; evil@x")])
