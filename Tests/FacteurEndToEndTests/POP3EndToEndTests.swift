@@ -30,6 +30,10 @@ final class POP3EndToEndTests: XCTestCase {
         try runCase("getmail")
     }
 
+    func testDeletionOverPOP3ReachesAnIMAPSession() throws {
+        try runCase("imap")
+    }
+
     private func runCase(_ name: String) throws {
         let requireAll = ProcessInfo.processInfo.environment["FACTEUR_REQUIRE_ALL"] == "1"
         guard let python = POP3E2EServer.which("python3") else {
@@ -42,7 +46,8 @@ final class POP3EndToEndTests: XCTestCase {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: python)
         process.arguments = [script, name, "--smtp", "\(server.ports["smtp"] ?? 0)", "--pop3", "\(server.ports["pop3"] ?? 0)",
-                             "--pop3s", "\(server.ports["pop3s"] ?? 0)", "--user", "admin@localhost",
+                             "--pop3s", "\(server.ports["pop3s"] ?? 0)", "--imap", "\(server.ports["imap"] ?? 0)",
+                             "--user", "admin@localhost",
                              "--password", server.adminPassword, "--cafile", server.dataDirectory + "/tls/cert.pem"]
         let output = Pipe()
         process.standardOutput = output
@@ -100,7 +105,7 @@ final class POP3E2EServer: @unchecked Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = ["serve", "--data", data, "--listen", "smtp=127.0.0.1:0", "--listen", "pop3=127.0.0.1:0",
-                             "--listen", "pop3s=127.0.0.1:0"]
+                             "--listen", "pop3s=127.0.0.1:0", "--listen", "imap=127.0.0.1:0"]
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe
@@ -117,7 +122,7 @@ final class POP3E2EServer: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
             server.parse()
-            if server.ports.count == 3, !server.adminPassword.isEmpty { return server }
+            if server.ports.count == 4, !server.adminPassword.isEmpty { return server }
             if !process.isRunning { break }
             Thread.sleep(forTimeInterval: 0.05)
         }

@@ -8,6 +8,8 @@ Cases:
                 smtplib come back byte-identical (after the per-recipient trace prefix).
   fetchmail     fetchmail over STLS and POP3S, with and without `keep` (Debian package fetchmail).
   getmail       getmail6 over POP3S (and STLS when this getmail6 offers it), with and without delete.
+  imap          a message deleted over POP3 (at QUIT) disappears from an IMAP session on INBOX,
+                which is told with an untagged EXPUNGE (through the store's change feed).
   mda DIR       (used by fetchmail) stores standard input as a new file in DIR.
 
 Prints one JSON object on its last stdout line. Exit status 0: passed; 77: a tool is missing
@@ -194,6 +196,42 @@ def case_poplib(args):
     return {"ok": True, "messages": 3}
 
 
+def case_imap(args):
+    import imaplib
+    import re
+    check(args.imap, "--imap PORT is needed for this case")
+    empty_maildrop(args)
+    send_mail(args, "kept", b"stays\r\n")
+    send_mail(args, "deleted over POP3", b"goes\r\n")
+    imap = imaplib.IMAP4("127.0.0.1", args.imap, timeout=30)
+    imap.login(args.user, args.password)
+    typ, data = imap.select("INBOX")
+    check(typ == "OK" and int(data[0]) == 2, f"IMAP SELECT sees 2 messages, got {typ} {data}")
+    pop = pop3s(args)
+    login(pop, args)
+    check(pop.stat()[0] == 2, "POP3 sees the same 2 messages")
+    pop.dele(2)
+    # DELE takes effect only at QUIT (UPDATE state): IMAP still sees both.
+    imap.noop()
+    typ, data = imap.search(None, "ALL")
+    check(data[0].split() == [b"1", b"2"], f"nothing expunged before QUIT, got {data}")
+    pop.quit()
+    seen = []
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        typ, _ = imap.noop()
+        seen += imap.untagged_responses.pop("EXPUNGE", [])
+        if seen:
+            break
+        time.sleep(0.1)
+    check(seen == [b"2"], f"IMAP is told * 2 EXPUNGE, got {seen}")
+    typ, data = imap.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    subjects = [part[1] for part in data if isinstance(part, tuple)]
+    check(len(subjects) == 1 and b"kept" in subjects[0], f"only the kept message remains, got {subjects}")
+    imap.logout()
+    return {"ok": True, "case": "imap"}
+
+
 def tool(name):
     path = shutil.which(name)
     if path is None:
@@ -336,7 +374,8 @@ def main():
     if len(sys.argv) >= 3 and sys.argv[1] == "mda":
         return case_mda(sys.argv[2])
     parser = argparse.ArgumentParser()
-    parser.add_argument("case", choices=["poplib", "fetchmail", "getmail"])
+    parser.add_argument("case", choices=["poplib", "fetchmail", "getmail", "imap"])
+    parser.add_argument("--imap", type=int)
     parser.add_argument("--smtp", type=int, required=True)
     parser.add_argument("--pop3", type=int, required=True)
     parser.add_argument("--pop3s", type=int, required=True)
@@ -344,7 +383,7 @@ def main():
     parser.add_argument("--password", required=True)
     parser.add_argument("--cafile", required=True)
     args = parser.parse_args()
-    cases = {"poplib": case_poplib, "fetchmail": case_fetchmail, "getmail": case_getmail}
+    cases = {"poplib": case_poplib, "fetchmail": case_fetchmail, "getmail": case_getmail, "imap": case_imap}
     try:
         result = cases[args.case](args)
     except Failure as failure:
