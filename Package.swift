@@ -55,7 +55,7 @@ let package = Package(
         ]),
         // SMTP: parser, session state machine, NIO adapter.
         .target(name: "FacteurSMTP", dependencies: [
-            "FacteurNet", "FacteurStore", "FacteurIdentity", "FacteurMIME",
+            "FacteurNet", "FacteurStore", "FacteurIdentity", "FacteurMIME", "FacteurQueue",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOTLS", package: "swift-nio"),
@@ -82,7 +82,7 @@ let package = Package(
         ]),
         // Composition root: config, store, listeners, lifecycle.
         .target(name: "FacteurServer", dependencies: [
-            "FacteurNet", "FacteurStore", "FacteurIdentity", "FacteurSMTP", "FacteurPOP3", "FacteurIMAP", "FacteurMIME",
+            "FacteurNet", "FacteurStore", "FacteurIdentity", "FacteurSMTP", "FacteurPOP3", "FacteurIMAP", "FacteurMIME", "FacteurQueue", "FacteurDNS",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -102,7 +102,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "facteur", dependencies: [
-            "FacteurServer", "FacteurStore", "FacteurIdentity",
+            "FacteurServer", "FacteurStore", "FacteurIdentity", "FacteurQueue",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -2,8 +2,12 @@
 // `StoreSMTPBackend` is the real one, on a `MailStore`; tests may supply their own.
 
 import FacteurMIME
+import FacteurQueue
 import FacteurStore
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 
 public protocol SMTPBackend: Sendable {
@@ -31,10 +35,14 @@ public struct StoreSMTPBackend: SMTPBackend {
     let logger: Logger
     let now: @Sendable () -> Date
     let rateLimiter: SubmissionRateLimiter?
+    /// Where authenticated mail for other domains goes; nil: it is refused (550 5.3.5).
+    let queue: (any OutboundQueue)?
 
     public init(store: any MailStore, hostname: String, primaryDomain: String, logger: Logger,
-                rateLimiter: SubmissionRateLimiter? = nil, now: @escaping @Sendable () -> Date = { Date() }) {
+                rateLimiter: SubmissionRateLimiter? = nil, queue: (any OutboundQueue)? = nil,
+                now: @escaping @Sendable () -> Date = { Date() }) {
         self.rateLimiter = rateLimiter
+        self.queue = queue
         self.store = store
         self.hostname = hostname
         self.primaryDomain = primaryDomain
@@ -58,7 +66,9 @@ public struct StoreSMTPBackend: SMTPBackend {
         do {
             switch try await store.resolveRecipient(address) {
             case .nonLocalDomain:
-                return authenticated ? .relayUnavailable : .relayDenied
+                // Only an authenticated user relays; with a queue, the recipient is accepted for it.
+                guard authenticated else { return .relayDenied }
+                return queue == nil ? .relayUnavailable : .accepted([])
             case .unknownUser:
                 return .unknownUser
             case .local(let accounts):
@@ -149,6 +159,37 @@ public struct StoreSMTPBackend: SMTPBackend {
             logger.notice("submission refused", metadata: ["queue_id": "\(transaction.id)", "account": "\(transaction.authenticatedAccount ?? "")", "reason": "\(refusal.lines.joined())"])
             return .rejected(refusal)
         }
+        // Recipients with no local account are for other domains: they go to the outbound queue.
+        let remote = transaction.recipients.filter { $0.accounts.isEmpty }.map(\.mailbox)
+        var localData = message
+        if !remote.isEmpty {
+            guard let queue else { return .storageFailure }
+            let local = transaction.recipients.contains { !$0.accounts.isEmpty }
+            // Both the queue and the store take over a spool file: give each its own name for it.
+            var queueData = message
+            if local, case .file(let path, let size) = message {
+                let copy = path + ".q"
+                guard link(path, copy) == 0 else { return .storageFailure }
+                queueData = .file(path: copy, size: size)
+            }
+            let prefix = TraceHeaders.received(transaction: transaction, recipient: remote.count == 1 ? remote[0].description : nil,
+                                               hostname: hostname, date: date) + submissionPrefix
+            do {
+                let queued = try await queue.enqueue(QueueSubmission(
+                    sender: transaction.sender.map(\.description) ?? "",
+                    recipients: remote.map { QueueRecipientInput(address: $0.description) },
+                    message: queueData, requiresSMTPUTF8: transaction.receivedProtocol.hasPrefix("UTF8"),
+                    account: transaction.authenticatedAccount, headerPrefix: prefix))
+                logger.info("message queued", metadata: ["queue_id": "\(transaction.id)", "outbound_id": "\(queued.id)",
+                                                         "rcpt": "\(remote.map(\.description).joined(separator: ","))"])
+            } catch {
+                if case .file(let path, _) = localData, local { try? FileManager.default.removeItem(atPath: path) }
+                logger.error("message not queued", metadata: ["queue_id": "\(transaction.id)", "error": "\(error)"])
+                return .storageFailure
+            }
+            if !local { return .stored }
+            localData = message
+        }
         // One copy per account, even when several recipients (aliases, +tags) lead to it.
         var seen = Set<Int64>()
         var recipients: [DeliveryRecipient] = []
@@ -172,7 +213,7 @@ public struct StoreSMTPBackend: SMTPBackend {
         ]
         if let account = transaction.authenticatedAccount { metadata["account"] = "\(account)" }
         do {
-            let result = try await store.deliver(Delivery(message: message, recipients: recipients, internalDate: date))
+            let result = try await store.deliver(Delivery(message: localData, recipients: recipients, internalDate: date))
             var stored = 0
             var overQuota: [String] = []
             for (index, outcome) in result.outcomes.enumerated() {

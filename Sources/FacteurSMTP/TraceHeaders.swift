@@ -8,12 +8,19 @@ import Foundation
 public enum TraceHeaders {
     public static func prefix(transaction: SMTPTransaction, recipient: String, hostname: String, date: Date) -> [UInt8] {
         let sender = transaction.sender.map { "<\($0)>" } ?? "<>"
-        let client = addressLiteral(transaction.clientAddress)
         var text = "Return-Path: \(sender)\r\n"
         text += "Delivered-To: \(sanitize(recipient))\r\n"
-        text += "Received: from \(sanitize(transaction.heloName)) (\(client))\r\n"
-        text += "\tby \(hostname) (Facteur) with \(transaction.receivedProtocol) id \(transaction.id)\r\n"
-        text += "\tfor <\(sanitize(recipient))>; \(rfc5322Date(date))\r\n"
+        return Array(text.utf8) + received(transaction: transaction, recipient: recipient, hostname: hostname, date: date)
+    }
+
+    /// The Received line alone: what a relayed (queued) message carries on; Return-Path and
+    /// Delivered-To belong to final delivery only (RFC 5321 §4.4).
+    public static func received(transaction: SMTPTransaction, recipient: String?, hostname: String, date: Date) -> [UInt8] {
+        let client = addressLiteral(transaction.clientAddress)
+        var text = "Received: from \(sanitize(transaction.heloName)) (\(client))\r\n"
+        text += "\tby \(hostname) (Facteur) with \(transaction.receivedProtocol) id \(transaction.id)"
+        if let recipient { text += "\r\n\tfor <\(sanitize(recipient))>" }
+        text += "; \(rfc5322Date(date))\r\n"
         return Array(text.utf8)
     }
 

@@ -65,6 +65,8 @@ public struct ServerConfiguration: Sendable {
     /// for loopback clients only (development); `allow_plaintext_auth_on_loopback = false`
     /// requires TLS from everyone. Other clients always need TLS.
     public var allowPlaintextAuthOnLoopback = true
+    /// Outbound delivery over IPv6 (large receivers refuse IPv6 senders without a PTR record).
+    public var outboundIPv6 = true
     /// Submission limits per account, to contain a compromised account.
     public var submissionMessagesPerHour = 500
     public var submissionRecipientsPerHour = 2_000
@@ -117,6 +119,7 @@ extension ServerConfiguration {
             config.postmaster = value.lowercased()
         }
         if let value = try reader.bool("allow_plaintext_auth_on_loopback") { config.allowPlaintextAuthOnLoopback = value }
+        if let value = try reader.bool("outbound_ipv6") { config.outboundIPv6 = value }
         if let value = try reader.string("log_level") {
             guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(value) else {
                 throw ConfigurationError(file: file, location: "log_level", message: "must be one of trace, debug, info, notice, warning, error, critical")

@@ -1,7 +1,9 @@
 // Starts Facteur: data folder, store, first-start defaults, TLS, listeners, graceful shutdown.
 
 import FacteurIdentity
+import FacteurDNS
 import FacteurIMAP
+import FacteurQueue
 import FacteurNet
 import FacteurPOP3
 import FacteurSMTP
@@ -32,9 +34,15 @@ public enum FacteurServer {
         try await FirstStart.ensureDefaults(store: store, configuration: configuration)
         let sslContext = try makeTLS(configuration: configuration, logger: logger)
 
+        // Outbound delivery: MX lookups through the system's resolvers, durable queue in the store.
+        let resolver = DNSClient(configuration: try DNSClientConfiguration.system(), logger: logger)
+        var queueConfiguration = QueueConfiguration(hostname: configuration.hostname)
+        queueConfiguration.ipv6Enabled = configuration.outboundIPv6
+        let queue = QueueDeliveryService(store: store, resolver: resolver, configuration: queueConfiguration, logger: logger)
         let context = ServerContext(
             configuration: configuration, store: store, sslContext: sslContext,
             authenticator: try makeAuthenticator(store: store, configuration: configuration),
+            queue: queue,
             submissionRateLimiter: SubmissionRateLimiter(limits: .init(messagesPerHour: configuration.submissionMessagesPerHour,
                                                                       recipientsPerHour: configuration.submissionRecipientsPerHour)),
             spoolDirectory: spool, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
@@ -47,7 +55,7 @@ public enum FacteurServer {
             announce("LISTENING \(listener.proto.rawValue) \(shown):\(running.address?.port ?? listener.port)")
         }
 
-        let service = ListenersService(listeners: listeners, store: store,
+        let service = ListenersService(listeners: listeners, store: store, queue: queue,
                                        grace: .seconds(configuration.shutdownGraceSeconds), logger: logger)
         let serviceGroup = ServiceGroup(configuration: .init(
             services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
@@ -66,7 +74,8 @@ public enum FacteurServer {
             let submission = listener.proto != .smtp
             let backend = StoreSMTPBackend(store: context.store, hostname: configuration.hostname,
                                            primaryDomain: configuration.primaryDomain, logger: context.logger,
-                                           rateLimiter: submission ? context.submissionRateLimiter : nil)
+                                           rateLimiter: submission ? context.submissionRateLimiter : nil,
+                                           queue: submission ? context.queue : nil)
             var limits = SMTPServerLimits()
             limits.idleTimeout = .seconds(Int64(configuration.idleTimeoutSeconds))
             let session = SMTPSessionConfiguration(
@@ -165,6 +174,7 @@ struct ServerContext: Sendable {
     let store: SQLiteMailStore
     let sslContext: NIOSSLContext?
     let authenticator: Authenticator
+    let queue: QueueDeliveryService
     let submissionRateLimiter: SubmissionRateLimiter
     let spoolDirectory: String
     let group: any EventLoopGroup
@@ -181,12 +191,22 @@ struct RunningListener: Sendable {
 struct ListenersService: Service {
     let listeners: [RunningListener]
     let store: SQLiteMailStore
+    let queue: QueueDeliveryService
     let grace: Duration
     let logger: Logger
 
     func run() async throws {
         await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    // Outbound delivery runs until shutdown; what is in flight stays queued and resumes on restart.
+                    do {
+                        try await queue.run()
+                    } catch is CancellationError {
+                    } catch {
+                        logger.error("outbound queue stopped", metadata: ["error": "\(error)"])
+                    }
+                }
                 group.addTask {
                     // Unreferenced blobs (expunged messages) are removed hourly.
                     while !Task.isCancelled {

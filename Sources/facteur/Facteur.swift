@@ -2,6 +2,7 @@
 
 import ArgumentParser
 import FacteurIdentity
+import FacteurQueue
 import FacteurServer
 import FacteurStore
 import Foundation
@@ -12,7 +13,8 @@ struct Facteur: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "facteur",
         abstract: "A complete mail server.",
-        subcommands: [Serve.self, DomainCommand.self, AccountCommand.self, AliasCommand.self, MailboxCommand.self, MessageCommand.self])
+        subcommands: [Serve.self, DomainCommand.self, AccountCommand.self, AliasCommand.self, MailboxCommand.self, MessageCommand.self,
+                      QueueCommand.self])
 }
 
 /// `--data` and `--config`, accepted by every subcommand.
@@ -312,4 +314,61 @@ private func mailboxRecord(store: SQLiteMailStore, account: String, mailbox: Str
 
 private func oneLine(_ text: String) -> String {
     String(text.map { $0 == "\t" || $0 == "\r" || $0 == "\n" ? " " : $0 })
+}
+
+// MARK: - queue
+
+struct QueueCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "queue", abstract: "Look at and act on the outbound queue.",
+                                                    subcommands: [List.self, Show.self, Retry.self, Bounce.self, Delete.self])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List queued messages with their recipients' status.")
+        @OptionGroup var options: CommonOptions
+        func run() async throws {
+            print(QueueListing.list(try await options.openStore().queuedMessages()), terminator: "")
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one queued message: recipients, attempts, next attempt, last reply.")
+        @OptionGroup var options: CommonOptions
+        @Argument var id: Int64
+        func run() async throws {
+            guard let message = try await options.openStore().queuedMessage(id: id) else { throw CLIError("no queued message \(id)") }
+            print(QueueListing.show(message), terminator: "")
+        }
+    }
+
+    struct Retry: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Try a queued message (or all with --all) at the next pass.")
+        @OptionGroup var options: CommonOptions
+        @Argument var id: Int64?
+        @Flag(name: .long) var all = false
+        func run() async throws {
+            guard (id == nil) == all else { throw CLIError("give a message id or --all") }
+            let count = try await options.openStore().retryQueued(id: id)
+            print("\(count) recipient(s) will be tried at the next pass")
+        }
+    }
+
+    struct Bounce: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Give up on a queued message and tell its sender (DSN).")
+        @OptionGroup var options: CommonOptions
+        @Argument var id: Int64
+        func run() async throws {
+            try await options.openStore().bounceQueued(id: id)
+            print("message \(id) bounced")
+        }
+    }
+
+    struct Delete: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove a queued message without telling anyone.")
+        @OptionGroup var options: CommonOptions
+        @Argument var id: Int64
+        func run() async throws {
+            try await options.openStore().deleteQueued(id: id)
+            print("message \(id) deleted")
+        }
+    }
 }
