@@ -1,6 +1,5 @@
 // IMAP (RFC 9051) against the real binary with Python's imaplib: runs Tests/e2e/imap_imaplib.py,
-// which starts its own server with IMAP and SMTP listeners. Skipped, with the reason, while
-// this build of facteur refuses IMAP listeners.
+// which starts its own server with IMAP and SMTP listeners.
 
 import Foundation
 import XCTest
@@ -10,12 +9,6 @@ final class IMAPEndToEndTests: E2ETestCase {
 
     func testImaplibSession() throws {
         let binary = try FacteurBinary.url()
-        do {
-            let probe = try FacteurProcess(dataDir: dataRoot.url.appendingPathComponent("probe"), listen: ["imap=127.0.0.1:0"])
-            probe.stop()
-        } catch let error as HarnessError where error.description.contains("not available in this version") {
-            throw XCTSkip("IMAP listener not wired into facteur yet")
-        }
         let python = try RequiredTool.path("python3")
         var environment = ProcessInfo.processInfo.environment
         environment["FACTEUR"] = binary.path
