@@ -14,7 +14,7 @@ struct Facteur: AsyncParsableCommand {
         commandName: "facteur",
         abstract: "A complete mail server.",
         subcommands: [Serve.self, DomainCommand.self, AccountCommand.self, AliasCommand.self, MailboxCommand.self, MessageCommand.self,
-                      QueueCommand.self])
+                      QueueCommand.self, QuickstartCommand.self])
 }
 
 /// `--data` and `--config`, accepted by every subcommand.
@@ -370,5 +370,37 @@ struct QueueCommand: AsyncParsableCommand {
             try await options.openStore().deleteQueued(id: id)
             print("message \(id) deleted")
         }
+    }
+}
+
+// MARK: - quickstart
+
+struct QuickstartCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "quickstart",
+        abstract: "Write a production configuration for DOMAIN (ports 25, 587, 465, 143, 993, 110, 995) and print the DNS records to publish.")
+
+    @OptionGroup var options: CommonOptions
+    @Argument(help: "The mail domain, e.g. example.org.") var domain: String
+    @Option(name: .long, help: "This server's host name (default: mail.DOMAIN).") var hostname: String?
+
+    func run() async throws {
+        let domain = domain.lowercased()
+        let hostname = (hostname ?? "mail.\(domain)").lowercased()
+        let data = options.data ?? ServerConfiguration().dataDirectory
+        let file = options.config ?? "\(data)/facteur.toml"
+        guard !FileManager.default.fileExists(atPath: file) else {
+            throw CLIError("\(file) already exists; quickstart never overwrites a configuration")
+        }
+        let text = Quickstart.configuration(domain: domain, hostname: hostname, dataDirectory: data)
+        // What we write must load: a typo here would only show at the next start.
+        _ = try ServerConfiguration.parse(text, file: file)
+        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        try Data(text.utf8).write(to: URL(fileURLWithPath: file), options: .atomic)
+        print("wrote \(file)")
+        print("start the server with: facteur serve --data \(data)")
+        print("the first start creates \(domain) and admin@\(domain), and prints its password once\n")
+        print(Quickstart.dnsRecords(domain: domain, hostname: hostname), terminator: "")
     }
 }

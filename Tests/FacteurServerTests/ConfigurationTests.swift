@@ -110,3 +110,24 @@ final class ConfigurationTests: XCTestCase {
         }
     }
 }
+
+final class QuickstartTests: XCTestCase {
+    func testQuickstartConfigurationLoadsWithTheStandardPorts() throws {
+        let text = Quickstart.configuration(domain: "example.org", hostname: "mail.example.org", dataDirectory: "/var/lib/facteur")
+        let configuration = try ServerConfiguration.parse(text, file: "quickstart.toml")
+        XCTAssertEqual(configuration.hostname, "mail.example.org")
+        XCTAssertEqual(configuration.primaryDomain, "example.org")
+        XCTAssertFalse(configuration.allowPlaintextAuthOnLoopback)
+        XCTAssertEqual(Set(configuration.listeners.map { "\($0.proto.rawValue):\($0.port):\($0.tls.rawValue)" }),
+                       ["smtp:25:starttls", "submission:587:starttls", "submissions:465:implicit", "imap:143:starttls",
+                        "imaps:993:implicit", "pop3:110:starttls", "pop3s:995:implicit"])
+        XCTAssertNoThrow(try configuration.validateListeners())
+    }
+
+    func testDNSRecordsNameTheHost() {
+        let records = Quickstart.dnsRecords(domain: "example.org", hostname: "mail.example.org")
+        XCTAssertTrue(records.contains("example.org.                 IN MX    10 mail.example.org."))
+        XCTAssertTrue(records.contains("\"v=spf1 mx -all\""))
+        XCTAssertTrue(records.contains("_dmarc.example.org."))
+    }
+}

@@ -1,0 +1,86 @@
+// `facteur quickstart DOMAIN`: a production configuration on the standard ports, and the DNS
+// records to publish for it. It never overwrites an existing configuration file.
+
+import Foundation
+
+public enum Quickstart {
+    /// The configuration text for a server that answers for `domain` as `hostname`.
+    public static func configuration(domain: String, hostname: String, dataDirectory: String) -> String {
+        """
+        # Facteur configuration written by `facteur quickstart \(domain)`.
+        # Every key is optional; see the README for the full list.
+        hostname = "\(hostname)"
+        primary_domain = "\(domain)"
+        data = "\(dataDirectory)"
+        log_level = "info"
+        # Passwords in the clear are accepted only under TLS (loopback excepted when this is true).
+        allow_plaintext_auth_on_loopback = false
+
+        [tls]
+        # Put the certificate for \(hostname) here (e.g. from your ACME client), then restart.
+        # Until then a self-signed certificate is generated, which other servers accept for
+        # opportunistic STARTTLS but mail clients will warn about.
+        certificate = "tls/cert.pem"
+        key = "tls/key.pem"
+        generate_self_signed = true
+
+        [limits]
+        max_message_size = 52428800
+        max_connections_per_ip = 50
+
+        [[listener]]   # mail from other organisations (MX)
+        protocol = "smtp"
+        address = "0.0.0.0"
+        port = 25
+
+        [[listener]]   # your users' mail clients (RFC 6409, STARTTLS)
+        protocol = "submission"
+        address = "0.0.0.0"
+        port = 587
+
+        [[listener]]   # the same with implicit TLS (RFC 8314)
+        protocol = "submissions"
+        address = "0.0.0.0"
+        port = 465
+
+        [[listener]]
+        protocol = "imap"
+        address = "0.0.0.0"
+        port = 143
+
+        [[listener]]
+        protocol = "imaps"
+        address = "0.0.0.0"
+        port = 993
+
+        [[listener]]
+        protocol = "pop3"
+        address = "0.0.0.0"
+        port = 110
+
+        [[listener]]
+        protocol = "pop3s"
+        address = "0.0.0.0"
+        port = 995
+
+        """
+    }
+
+    /// The records to publish, in zone-file form.
+    public static func dnsRecords(domain: String, hostname: String) -> String {
+        """
+        ; DNS records for \(domain), served by \(hostname)
+        ; \(hostname) needs A/AAAA records for this server's addresses, and the PTR of each
+        ; address should name \(hostname) (large receivers refuse mail from addresses without one).
+        \(domain).                 IN MX    10 \(hostname).
+        \(domain).                 IN TXT   "v=spf1 mx -all"
+        _dmarc.\(domain).          IN TXT   "v=DMARC1; p=quarantine; rua=mailto:postmaster@\(domain)"
+        _submissions._tcp.\(domain). IN SRV 0 1 465 \(hostname).
+        _submission._tcp.\(domain).  IN SRV 0 1 587 \(hostname).
+        _imaps._tcp.\(domain).     IN SRV   0 1 993 \(hostname).
+        _pop3s._tcp.\(domain).     IN SRV   0 1 995 \(hostname).
+        ; DKIM: signing keys and their records come with DKIM support (not in this version yet).
+
+        """
+    }
+}
