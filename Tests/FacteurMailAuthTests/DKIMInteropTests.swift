@@ -5,6 +5,7 @@
 // missing, unless FACTEUR_REQUIRE_ALL=1.
 
 import FacteurDNS
+import FacteurMIME
 import FacteurMailAuth
 import Foundation
 import XCTest
@@ -107,5 +108,39 @@ final class DKIMInteropTests: XCTestCase {
                 }
             }
         }
+    }
+
+    /// l= (RFC 6376 §3.4.5): dkimpy signs with a body length; text appended afterwards still
+    /// verifies, a change inside the signed part does not.
+    func testBodyLengthSignedByDkimpy() async throws {
+        try requireDkimpy()
+        let script = """
+        import sys, dkim
+        key = open(sys.argv[1], "rb").read()
+        msg = sys.stdin.buffer.read()
+        sig = dkim.sign(msg, b"rsa", b"example.com", key, length=True,
+                        canonicalize=(b"relaxed", b"simple"), include_headers=[b"from", b"subject"])
+        sys.stdout.buffer.write(sig + msg)
+        """
+        let keyPath = try SPFSuiteTests.fixture("dkim/dkimpy/test.private").path
+        let message = DKIMMessage.withCRLF(try DKIMTests.data("dkimpy/test.message"))
+        let result = run("/usr/bin/python3", ["-c", script, keyPath], input: message)
+        XCTAssertEqual(result.status, 0, result.error)
+        let signed = DKIMMessage.withCRLF(result.output)
+        XCTAssertTrue(String(decoding: signed, as: UTF8.self).contains("l="))
+        var resolver = StaticResolver()
+        resolver.add(DNSResourceRecord(name: try DNSName("rsa._domainkey.example.com"), ttl: 300,
+                                       data: .txt(TXTRecord(text: try DKIMTests.text("dkimpy/test.txt").trimmingCharacters(in: .whitespacesAndNewlines)))))
+        let verifier = DKIMVerifier(resolver: resolver)
+        let plain = await verifier.verify(message: signed)
+        XCTAssertEqual(plain.map(\.result), [.pass], plain.map(\.reason).description)
+        XCTAssertNotNil(plain.first?.signature?.bodyLength)
+        let appended = await verifier.verify(message: signed + Array("appended by a list\r\n".utf8))
+        XCTAssertEqual(appended.map(\.result), [.pass])
+        // Shortening the body below l= fails.
+        let header = MessageHeader(parsing: signed)
+        let truncated = Array(signed[..<(header.bodyOffset + 5)])
+        let short = await verifier.verify(message: truncated)
+        XCTAssertEqual(short.map(\.result), [.fail])
     }
 }

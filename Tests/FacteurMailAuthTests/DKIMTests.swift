@@ -4,6 +4,7 @@
 import Crypto
 import _CryptoExtras
 import FacteurDNS
+import FacteurMIME
 import FacteurMailAuth
 import Foundation
 import XCTest
@@ -265,6 +266,38 @@ final class DKIMTests: XCTestCase {
         XCTAssertEqual(signature.timestamp, 5)
         XCTAssertTrue(field.hasSuffix("\r\n"))
         XCTAssertTrue(field.split(separator: "\r\n").allSatisfy { $0.utf8.count <= 78 }, field)
+    }
+
+    /// The streaming API: the header first, then the body in small chunks, gives the same results
+    /// as the whole message; signing from a streamed body hash gives the same field.
+    func testStreamingVerificationAndSigning() async throws {
+        var resolver = StaticResolver()
+        try Self.addKeys(Self.text("rfc8463/dns-records.txt"), to: &resolver)
+        let message = DKIMMessage.withCRLF(try Self.data("rfc8463/a3-signed.eml"))
+        let header = MessageHeader(parsing: message)
+        var session = DKIMVerificationSession(headerBytes: Array(message[..<header.bodyOffset]))
+        XCTAssertTrue(session.hasSignatures)
+        var offset = header.bodyOffset
+        while offset < message.count {
+            let end = min(message.count, offset + 3)
+            session.update(body: message[offset..<end])
+            offset = end
+        }
+        let streamed = await session.finish(using: Self.verifier(resolver))
+        XCTAssertEqual(streamed.map(\.result), [.pass, .pass])
+
+        let key = try Self.ed25519Key(seedBase64: Self.text("rfc8463/a1-ed25519-private.b64"))
+        let signer = DKIMSigner(domain: "example.org", selector: "s", key: .ed25519(key), clock: { 42 })
+        let sampleHeader = MessageHeader(parsing: Self.sample)
+        var hasher = DKIMSigner.makeBodyHasher()
+        for byte in Self.sample[sampleHeader.bodyOffset...] { hasher.update(CollectionOfOne(byte)) }
+        let streamedField = try signer.sign(headerBytes: Array(Self.sample[..<sampleHeader.bodyOffset]), bodyHash: hasher.finalize())
+        XCTAssertEqual(streamedField, try signer.sign(message: Self.sample))
+    }
+
+    func testUnsignedMessageHasNoResults() async throws {
+        let results = await DKIMVerifier(resolver: StaticResolver()).verify(message: Self.sample)
+        XCTAssertEqual(results, [])
     }
 
     // MARK: canonicalization
