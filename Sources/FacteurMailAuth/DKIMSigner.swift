@@ -23,6 +23,28 @@ public enum DKIMSigningKey: Sendable {
         }
     }
 
+    /// A new 2048-bit RSA key (RFC 8301 §3.2 recommends at least 2048 bits for signers).
+    public static func generateRSA() throws -> DKIMSigningKey {
+        .rsa(try _RSA.Signing.PrivateKey(keySize: .bits2048))
+    }
+
+    /// A new Ed25519 key (RFC 8463).
+    public static func generateEd25519() -> DKIMSigningKey {
+        .ed25519(Curve25519.Signing.PrivateKey())
+    }
+
+    /// An RSA key from PEM (PKCS#1 or PKCS#8). Keys of 1024 bits are accepted for existing setups.
+    public init(rsaPEM pem: String) throws {
+        self = .rsa(try _RSA.Signing.PrivateKey(unsafePEMRepresentation: pem))
+    }
+
+    /// An Ed25519 key from its 32-byte seed, base64 (the form dkimpy and RFC 8463 use).
+    public init(ed25519SeedBase64 text: String) throws {
+        let compact = text.filter { !$0.isWhitespace }
+        guard let seed = Data(base64Encoded: compact), seed.count == 32 else { throw DKIMSigningError.signingFailed("bad Ed25519 seed") }
+        self = .ed25519(try Curve25519.Signing.PrivateKey(rawRepresentation: seed))
+    }
+
     /// The TXT record to publish at selector._domainkey.domain (RFC 6376 §3.6.1, RFC 8463 §4).
     public var dnsRecord: String {
         switch self {
@@ -72,6 +94,19 @@ public struct DKIMSigner: Sendable {
 
     /// A body hasher matching what `sign` expects (relaxed body canonicalization).
     public static func makeBodyHasher() -> DKIMBodyHasher { DKIMBodyHasher(canonicalization: .relaxed) }
+
+    /// Signs with several signers (Facteur's default: ed25519-sha256 and rsa-sha256) over one body
+    /// hash; returns the fields to prepend, in order.
+    public static func sign(message: [UInt8], with signers: [DKIMSigner]) throws(DKIMSigningError) -> String {
+        let header = MessageHeader(parsing: message)
+        var hasher = makeBodyHasher()
+        hasher.update(message[header.bodyOffset...])
+        let bodyHash = hasher.finalize()
+        let headerBytes = Array(message[..<header.bodyOffset])
+        var fields = ""
+        for signer in signers { fields += try signer.sign(headerBytes: headerBytes, bodyHash: bodyHash) }
+        return fields
+    }
 
     /// Signs a whole message (CRLF line endings) and returns the DKIM-Signature field to prepend,
     /// folded, ending with CRLF.

@@ -14,7 +14,7 @@ public enum DKIMLimits {
     public static let maxTags = 64
     /// At most this many names in h=.
     public static let maxSignedHeaders = 256
-    /// At most this many DKIM-Signature fields are verified per message (the rest: permerror).
+    /// At most this many DKIM-Signature fields (the topmost) are verified per message; the rest are ignored.
     public static let maxSignaturesVerified = 10
     /// RFC 8301 §3.2: RSA keys shorter than this are not valid.
     public static let minimumRSAKeyBits = 1024

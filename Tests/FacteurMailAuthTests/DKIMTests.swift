@@ -295,6 +295,31 @@ final class DKIMTests: XCTestCase {
         XCTAssertEqual(streamedField, try signer.sign(message: Self.sample))
     }
 
+    /// Generated keys, two signatures at once (ed25519 then rsa), both verified.
+    func testGeneratedKeysDoubleSignature() async throws {
+        let ed = DKIMSigningKey.generateEd25519()
+        let rsa = try DKIMSigningKey.generateRSA()
+        var resolver = StaticResolver()
+        resolver.add(DNSResourceRecord(name: try DNSName("ed._domainkey.example.org"), ttl: 300, data: .txt(TXTRecord(text: ed.dnsRecord))))
+        // A 2048-bit key's record is longer than one 255-octet string: published split (RFC 6376 §3.6.2.2).
+        let rsaRecord = Array(rsa.dnsRecord.utf8)
+        let strings = stride(from: 0, to: rsaRecord.count, by: 255).map { Array(rsaRecord[$0..<min(rsaRecord.count, $0 + 255)]) }
+        resolver.add(DNSResourceRecord(name: try DNSName("rsa._domainkey.example.org"), ttl: 300, data: .txt(TXTRecord(strings: strings))))
+        let signers = [DKIMSigner(domain: "example.org", selector: "ed", key: ed),
+                       DKIMSigner(domain: "example.org", selector: "rsa", key: rsa)]
+        let fields = try DKIMSigner.sign(message: Self.sample, with: signers)
+        let results = await DKIMVerifier(resolver: resolver).verify(message: Array(fields.utf8) + Self.sample)
+        XCTAssertEqual(results.map(\.result), [.pass, .pass])
+        XCTAssertEqual(results.compactMap(\.selector), ["ed", "rsa"])
+        // Keys load back from their serialised forms.
+        if case .rsa(let key) = rsa {
+            let reloaded = try DKIMSigningKey(rsaPEM: key.pemRepresentation)
+            XCTAssertEqual(reloaded.dnsRecord, rsa.dnsRecord)
+        }
+        let seed = try DKIMSigningKey(ed25519SeedBase64: Self.text("rfc8463/a1-ed25519-private.b64"))
+        XCTAssertEqual(seed.dnsRecord, "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=")
+    }
+
     func testUnsignedMessageHasNoResults() async throws {
         let results = await DKIMVerifier(resolver: StaticResolver()).verify(message: Self.sample)
         XCTAssertEqual(results, [])
