@@ -89,6 +89,12 @@ struct SPFEvaluation {
     let helo: String
     var lookups = 0
     var voidLookups = 0
+    /// The client's validated PTR names (§5.5), shared by the ptr mechanism and %{p}.
+    let validatedNamesCache = NamesCache()
+
+    final class NamesCache {
+        var names: [DNSName]?
+    }
 
     init(verifier: SPFVerifier, ip: IPAddress, sender: String, helo: String) {
         self.verifier = verifier
@@ -287,6 +293,14 @@ struct SPFEvaluation {
     /// §5.5: the client's PTR names (at most 10) whose A/AAAA records include the client address.
     /// Any DNS error simply drops the name (or, for the PTR query, gives no names).
     func validatedNames() async -> [DNSName] {
+        // Computed once per check: a record full of %{p} must not multiply DNS queries.
+        if let cached = validatedNamesCache.names { return cached }
+        let names = await lookUpValidatedNames()
+        validatedNamesCache.names = names
+        return names
+    }
+
+    private func lookUpValidatedNames() async -> [DNSName] {
         guard let names = try? await verifier.resolver.ptr(ip) else { return [] }
         var validated: [DNSName] = []
         for name in names.prefix(SPFLimits.maxAddressLookupsPerMechanism) {

@@ -3,7 +3,19 @@
 
 import FacteurDNS
 @testable import FacteurMailAuth
+import Synchronization
 import XCTest
+
+/// Counts the questions it forwards.
+final class CountingResolver: DNSResolver {
+    let inner: StaticResolver
+    let count = Mutex(0)
+    init(_ inner: StaticResolver) { self.inner = inner }
+    func query(name: DNSName, type: DNSRecordType) async throws(DNSError) -> DNSAnswer {
+        count.withLock { $0 += 1 }
+        return try await inner.query(name: name, type: type)
+    }
+}
 
 final class SPFTests: XCTestCase {
     func expand(_ text: String, ip: String = "192.0.2.3", domain: String = "email.example.com") async throws -> String {
@@ -119,5 +131,22 @@ final class SPFTests: XCTestCase {
         }
         XCTAssertFalse(SPFRecord.isSPF(Array("v=spf10 -all".utf8)))
         XCTAssertTrue(SPFRecord.isSPF(Array("V=SPF1".utf8)))
+    }
+
+    /// %{p} costs the PTR validation once per check, however often it appears (hostile records).
+    func testPMacroIsLookedUpOnce() async throws {
+        let macros = String(repeating: "%{p}", count: 50)
+        var resolver = try zone("""
+            1.2.0.192.in-addr.arpa. 300 IN PTR host.example.com.
+            host.example.com. 300 IN A 192.0.2.1
+            """)
+        resolver.add(DNSResourceRecord(name: try DNSName("example.com"), ttl: 300,
+                                       data: .txt(TXTRecord(text: "v=spf1 exists:\(macros).example.com ptr -all"))))
+        let counting = CountingResolver(resolver)
+        let outcome = await SPFVerifier(resolver: counting).checkMailFrom(
+            ip: .v4(IPv4Address("192.0.2.1")!), mailFrom: "a@example.com", helo: "h.example.com")
+        XCTAssertEqual(outcome.result, .pass)
+        // TXT, PTR, A of host, the exists query.
+        XCTAssertLessThanOrEqual(counting.count.withLock { $0 }, 4)
     }
 }
