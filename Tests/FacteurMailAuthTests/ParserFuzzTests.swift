@@ -70,4 +70,27 @@ final class ParserFuzzTests: XCTestCase {
             XCTAssertTrue(SPFResult.allCases.contains(outcome.result))
         }
     }
+
+    /// Whole-message verification of mutated signed messages: never crashes, and a mutation never
+    /// turns the signature into something other than its result or a failure class.
+    func testVerifyingMutatedMessagesNeverCrashes() async throws {
+        let key = try DKIMTests.ed25519Key(seedBase64: DKIMTests.text("rfc8463/a1-ed25519-private.b64"))
+        let signer = DKIMSigner(domain: "example.org", selector: "sel", key: .ed25519(key), clock: { 1_000 })
+        let signed = Array(try signer.sign(message: DKIMTests.sample).utf8) + DKIMTests.sample
+        var resolver = StaticResolver()
+        resolver.add(DNSResourceRecord(name: try DNSName("sel._domainkey.example.org"), ttl: 300,
+                                       data: .txt(TXTRecord(text: DKIMSigningKey.ed25519(key).dnsRecord))))
+        let verifier = DKIMVerifier(resolver: resolver, clock: { 1_000 })
+        var random = SeededRandom(seed: 0xD1C2)
+        var passes = 0
+        for _ in 0..<500 {
+            let mutated = mutate(signed, &random)
+            let results = await verifier.verify(message: mutated)
+            XCTAssertLessThanOrEqual(results.count, 2)
+            passes += results.filter { $0.result == .pass }.count
+        }
+        // Some mutations land where nothing is signed (relaxed whitespace, unsigned headers) and pass;
+        // most must not.
+        XCTAssertLessThan(passes, 250)
+    }
 }
