@@ -325,6 +325,20 @@ final class DKIMTests: XCTestCase {
         XCTAssertEqual(results, [])
     }
 
+    /// Not a benchmark (bench/mailauth will be): a guard that body hashing stays linear and cheap.
+    func testBodyHashingThroughput() {
+        let line = Array("The quick brown fox jumps over the lazy dog, \t again  and again.\r\n".utf8)
+        var body: [UInt8] = []
+        while body.count < 1_000_000 { body += line }
+        let start = ContinuousClock.now
+        var hasher = DKIMBodyHasher(canonicalization: .relaxed)
+        hasher.update(body)
+        _ = hasher.finalize()
+        let elapsed = ContinuousClock.now - start
+        print("relaxed body hash of 1 MB: \(elapsed)")
+        XCTAssertLessThan(elapsed, .seconds(20))
+    }
+
     // MARK: canonicalization
 
     func hash(_ body: String, _ c: DKIMCanonicalization, limit: Int? = nil, chunk: Int = 1000) -> String {
