@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
     ],
     targets: [
         // RFC 5322 / MIME parsing. No NIO, no store.
@@ -107,6 +108,13 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
+        // Mail authentication: SPF (RFC 7208), DKIM (RFC 6376, 8301, 8463).
+        .target(name: "FacteurMailAuth", dependencies: [
+            "FacteurDNS", "FacteurMIME",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "_CryptoExtras", package: "swift-crypto"),
+        ]),
+
         // Helpers shared by the tests only.
         .target(name: "FacteurTestSupport"),
 
@@ -145,6 +153,12 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "FacteurServerTests", dependencies: ["FacteurServer"]),
+        .testTarget(name: "FacteurMailAuthTests", dependencies: [
+            "FacteurMailAuth", "FacteurDNS", "FacteurMIME", "FacteurTestSupport",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "_CryptoExtras", package: "swift-crypto"),
+            .product(name: "Yams", package: "Yams"),
+        ], resources: [.copy("Fixtures")]),
         .testTarget(name: "FacteurEndToEndTests", dependencies: ["FacteurStore"]),
     ],
     swiftLanguageModes: [.v6]
