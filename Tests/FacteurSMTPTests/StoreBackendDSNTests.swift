@@ -122,6 +122,15 @@ final class StoreBackendDSNTests: XCTestCase {
         XCTAssertEqual(inboxMessages, 3)
     }
 
+    func testAQueueForDSNsDoesNotOpenTheInboundPortToRelaying() async throws {
+        // The inbound (port 25) backend needs the queue to send local DSNs; relaying still needs AUTH.
+        let outside = await backend.checkRecipient(SMTPMailbox(localPart: "x", domain: "example.com"), declaredSize: nil, account: nil)
+        XCTAssertEqual(outside, .relayDenied)
+        let submitted = await backend.checkRecipient(SMTPMailbox(localPart: "x", domain: "example.com"), declaredSize: nil,
+                                                     account: "bob@example.org")
+        XCTAssertEqual(submitted, .accepted([]))
+    }
+
     func testTooManyReceivedFieldsIsALoop() async throws {
         func withReceived(_ count: Int) -> [UInt8] {
             Array((0..<count).map { "Received: from hop\($0).example by x.example; Fri, 27 Nov 2026 10:00:00 +0000\r\n" }.joined().utf8) + message
