@@ -122,6 +122,27 @@ final class StoreBackendDSNTests: XCTestCase {
         XCTAssertEqual(inboxMessages, 3)
     }
 
+    func testAFullLocalMailboxGetsAFailureDSNWhileTheOthersAreDelivered() async throws {
+        let carol = try await store.addAccount(address: "carol@example.org",
+                                               credentials: StoredCredentials(passwordHash: "$scrypt$x", scramSHA256: nil),
+                                               quota: Quota(bytes: 10), isAdmin: false)
+        var full = SMTPTransaction.Recipient(mailbox: SMTPMailbox(localPart: "carol", domain: "example.org"),
+                                             accounts: [LocalRecipient(accountID: carol.id, address: "carol@example.org")])
+        let verdict = await backend.deliver(transaction([local, full]), message: .memory(message))
+        XCTAssertEqual(verdict, .stored)
+        XCTAssertEqual(queue.submissions.count, 1, "NOTIFY absent: failures are reported (RFC 3461 §4.1)")
+        let dsn = try XCTUnwrap(queue.submissions.first)
+        XCTAssertEqual(dsn.sender, "")
+        guard case .memory(let bytes) = dsn.message else { return XCTFail("DSN not in memory") }
+        let text = String(decoding: bytes, as: UTF8.self)
+        XCTAssertTrue(text.contains("Final-Recipient: rfc822; carol@example.org\r\nAction: failed\r\nStatus: 5.2.2\r\n"), text)
+        XCTAssertFalse(text.contains("bob@example.org"))
+        // NOTIFY=NEVER (or SUCCESS alone) asks for no failure report.
+        full.notify = .never
+        _ = await backend.deliver(transaction([local, full]), message: .memory(message))
+        XCTAssertEqual(queue.submissions.count, 1)
+    }
+
     func testAQueueForDSNsDoesNotOpenTheInboundPortToRelaying() async throws {
         // The inbound (port 25) backend needs the queue to send local DSNs; relaying still needs AUTH.
         let outside = await backend.checkRecipient(SMTPMailbox(localPart: "x", domain: "example.com"), declaredSize: nil, account: nil)
