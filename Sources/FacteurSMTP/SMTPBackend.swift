@@ -124,15 +124,8 @@ public struct StoreSMTPBackend: SMTPBackend {
 
     /// Submission (RFC 6409 §8): every From:/Sender: address must belong to the account; a
     /// missing Date or Message-ID is added. Returns the header lines to add, or a refusal.
-    func submissionHeaders(_ transaction: SMTPTransaction, message: MessageData, date: Date) async -> Result<[UInt8], SMTPReply> {
+    func submissionHeaders(_ transaction: SMTPTransaction, header: MessageHeader, date: Date) async -> Result<[UInt8], SMTPReply> {
         guard let account = transaction.authenticatedAccount else { return .success([]) }
-        let head: [UInt8]
-        switch message {
-        case .memory(let bytes): head = Array(bytes.prefix(256 * 1024))
-        case .file(let path, _):
-            head = (FileHandle(forReadingAtPath: path).flatMap { try? $0.read(upToCount: 256 * 1024) }).map(Array.init) ?? []
-        }
-        let header = MessageHeader(parsing: head)
         for name in ["From", "Sender"] {
             for field in header.fields(named: name) {
                 for mailbox in AddressList(parsingBytes: field.rawValue).mailboxes {
@@ -149,10 +142,110 @@ public struct StoreSMTPBackend: SMTPBackend {
         return .success(Array(added.utf8))
     }
 
+    /// RFC 5321 §6.3: more Received: fields than this means the message is looping. The RFC asks
+    /// for a threshold of "at least 100" so that long legitimate relay chains pass; Postfix's 50
+    /// is below that, and a loop reaches 100 within seconds anyway, so we follow the RFC.
+    public static let maxReceivedFields = 100
+
+    /// The first bytes of a message: enough for its header section in any sane message.
+    static let headLimit = 256 * 1024
+
+    static func head(of message: MessageData, limit: Int = headLimit) -> [UInt8] {
+        switch message {
+        case .memory(let bytes): return Array(bytes.prefix(limit))
+        case .file(let path, _):
+            guard let handle = FileHandle(forReadingAtPath: path) else { return [] }
+            defer { try? handle.close() }
+            return (try? handle.read(upToCount: limit)).map(Array.init) ?? []
+        }
+    }
+
+    /// Loop detection (RFC 5321 §6.3): too many Received: fields, or a Delivered-To: we would add
+    /// ourselves for one of this message's local recipients (it has already been delivered here
+    /// and came back, e.g. through a forwarding loop). Returns the refusal, or nil.
+    static func loopRefusal(_ transaction: SMTPTransaction, header: MessageHeader) -> SMTPReply? {
+        var received = 0
+        var deliveredTo = Set<String>()
+        for field in header.fields {
+            if field.hasName("Received") {
+                received += 1
+            } else if field.hasName("Delivered-To"), deliveredTo.count < 1_000 {
+                var value = field.value.lowercased()
+                if value.hasPrefix("<"), value.hasSuffix(">"), value.count >= 2 { value = String(value.dropFirst().dropLast()) }
+                deliveredTo.insert(value)
+            }
+        }
+        if received > maxReceivedFields {
+            return SMTPReply(554, "5.4.6", "Too many hops (\(received) Received: header fields): mail loop?")
+        }
+        for recipient in transaction.recipients where !recipient.accounts.isEmpty {
+            let names = [recipient.mailbox.description.lowercased()] + recipient.accounts.map { $0.address.lowercased() }
+            if let looped = names.first(where: { deliveredTo.contains($0) }) {
+                return SMTPReply(554, "5.4.6", "Mail loop: already delivered to <\(looped)> here")
+            }
+        }
+        return nil
+    }
+
+    /// DSNs for local recipients (RFC 3461 §5.2.2, §6.2): "delivered" for those that asked for
+    /// NOTIFY=SUCCESS, "failed" for those whose mailbox could not take the message (unless NOTIFY
+    /// excludes FAILURE), built by the queue's `DSNBuilder` and sent through the queue with the null
+    /// sender, like every other DSN. Without a queue there is nowhere to send them: logged.
+    func reportLocalOutcomes(_ transaction: SMTPTransaction, delivered: Set<Int>, failed: Set<Int>,
+                             original: [UInt8]?, headers: [UInt8], date: Date) async {
+        guard let sender = transaction.sender else { return }
+        var entries: [DSNRecipient] = []
+        for (index, recipient) in transaction.recipients.enumerated() {
+            let orcpt = recipient.originalRecipient.flatMap { DSNParameterSyntax.parseOriginalRecipient($0) }
+                .map { "\($0.addressType); \($0.address)" }
+            if delivered.contains(index), recipient.notify?.contains(.success) == true {
+                entries.append(DSNRecipient(finalRecipient: recipient.mailbox.description, originalRecipient: orcpt, action: .delivered,
+                                            diagnostic: "250 2.0.0 delivered to mailbox", remoteMTA: nil, lastAttempt: date))
+            } else if failed.contains(index), recipient.notify?.contains(.failure) != false {
+                entries.append(DSNRecipient(finalRecipient: recipient.mailbox.description, originalRecipient: orcpt, action: .failed,
+                                            diagnostic: "552 5.2.2 mailbox full", remoteMTA: nil, lastAttempt: date))
+            }
+        }
+        guard !entries.isEmpty else { return }
+        guard let queue else {
+            logger.warning("DSN due but no outbound queue to send it", metadata: ["queue_id": "\(transaction.id)"])
+            return
+        }
+        let utf8 = transaction.receivedProtocol.hasPrefix("UTF8")
+        let envid = transaction.envelopeID.flatMap { DSNParameterSyntax.parseEnvelopeID($0) }
+        // One report per action, so that the subject and summary say what happened.
+        for action in [DSNAction.delivered, .failed] {
+            let group = entries.filter { $0.action == action }
+            guard !group.isEmpty else { continue }
+            let bytes = DSNBuilder(reportingMTA: hostname).build(
+                to: sender.description, envelopeID: envid, arrival: date, recipients: group, original: original ?? headers,
+                ret: original == nil ? .headers : transaction.ret, now: now(), utf8: utf8)
+            do {
+                // The null reverse-path: a DSN is never answered by another DSN (RFC 3461 §6.2).
+                let queued = try await queue.enqueue(QueueSubmission(
+                    sender: "", recipients: [QueueRecipientInput(address: sender.description)],
+                    message: .memory(bytes), requiresSMTPUTF8: utf8))
+                logger.info("queued a DSN", metadata: ["queue_id": "\(transaction.id)", "action": "\(action.rawValue)",
+                                                      "outbound_id": "\(queued.id)", "to": "\(sender)"])
+            } catch {
+                logger.error("cannot queue a DSN", metadata: ["queue_id": "\(transaction.id)", "error": "\(error)"])
+            }
+        }
+    }
+
     public func deliver(_ transaction: SMTPTransaction, message: MessageData) async -> DeliveryVerdict {
         let date = now()
+        let head = Self.head(of: message)
+        let header = MessageHeader(parsing: head)
+        let headerBytes = Array(head.prefix(max(0, min(header.bodyOffset, head.count))))
+        if let loop = Self.loopRefusal(transaction, header: header) {
+            if case .file(let path, _) = message { try? FileManager.default.removeItem(atPath: path) }
+            logger.notice("message refused: loop", metadata: ["queue_id": "\(transaction.id)", "client": "\(transaction.clientAddress)",
+                                                             "reason": "\(loop.lines.joined())"])
+            return .rejected(loop)
+        }
         var submissionPrefix: [UInt8] = []
-        switch await submissionHeaders(transaction, message: message, date: date) {
+        switch await submissionHeaders(transaction, header: header, date: date) {
         case .success(let lines): submissionPrefix = lines
         case .failure(let refusal):
             if case .file(let path, _) = message { try? FileManager.default.removeItem(atPath: path) }
@@ -160,7 +253,8 @@ public struct StoreSMTPBackend: SMTPBackend {
             return .rejected(refusal)
         }
         // Recipients with no local account are for other domains: they go to the outbound queue.
-        let remote = transaction.recipients.filter { $0.accounts.isEmpty }.map(\.mailbox)
+        let remoteRecipients = transaction.recipients.filter { $0.accounts.isEmpty }
+        let remote = remoteRecipients.map(\.mailbox)
         var localData = message
         if !remote.isEmpty {
             guard let queue else { return .storageFailure }
@@ -177,8 +271,11 @@ public struct StoreSMTPBackend: SMTPBackend {
             do {
                 let queued = try await queue.enqueue(QueueSubmission(
                     sender: transaction.sender.map(\.description) ?? "",
-                    recipients: remote.map { QueueRecipientInput(address: $0.description) },
-                    message: queueData, requiresSMTPUTF8: transaction.receivedProtocol.hasPrefix("UTF8"),
+                    recipients: remoteRecipients.map {
+                        QueueRecipientInput(address: $0.mailbox.description, originalRecipient: $0.originalRecipient, notify: $0.notify)
+                    },
+                    message: queueData, envelopeID: transaction.envelopeID, ret: transaction.ret,
+                    requiresSMTPUTF8: transaction.receivedProtocol.hasPrefix("UTF8"),
                     account: transaction.authenticatedAccount, headerPrefix: prefix))
                 logger.info("message queued", metadata: ["queue_id": "\(transaction.id)", "outbound_id": "\(queued.id)",
                                                          "rcpt": "\(remote.map(\.description).joined(separator: ","))"])
@@ -194,8 +291,10 @@ public struct StoreSMTPBackend: SMTPBackend {
         var seen = Set<Int64>()
         var recipients: [DeliveryRecipient] = []
         var recipientNames: [String] = []
-        for recipient in transaction.recipients {
+        var recipientIndexes: [Int] = []
+        for (index, recipient) in transaction.recipients.enumerated() {
             for account in recipient.accounts where seen.insert(account.accountID).inserted {
+                recipientIndexes.append(index)
                 let prefix = TraceHeaders.prefix(transaction: transaction, recipient: recipient.mailbox.description,
                                                  hostname: hostname, date: date) + submissionPrefix
                 recipients.append(DeliveryRecipient(accountID: account.accountID, headerPrefix: prefix))
@@ -212,14 +311,23 @@ public struct StoreSMTPBackend: SMTPBackend {
             "proto": "\(transaction.receivedProtocol)",
         ]
         if let account = transaction.authenticatedAccount { metadata["account"] = "\(account)" }
+        // A DSN may be due (RFC 3461 §5.2.2): keep what it may quote before the store takes the spool file.
+        // Only NOTIFY=SUCCESS pays for reading up to the DSN's return limit; failures (rare: a full
+        // mailbox) return the header section we already have.
+        let wantsSuccess = transaction.sender != nil && transaction.recipients.contains {
+            !$0.accounts.isEmpty && $0.notify?.contains(.success) == true
+        }
+        let original: [UInt8]? = wantsSuccess ? Self.head(of: localData, limit: DSNBuilder(reportingMTA: hostname).maxReturnedSize + 1) : nil
         do {
             let result = try await store.deliver(Delivery(message: localData, recipients: recipients, internalDate: date))
             var stored = 0
             var overQuota: [String] = []
-            for (index, outcome) in result.outcomes.enumerated() {
+            var storedFor = Set<Int>()
+            var failedFor = Set<Int>()
+            for (index, outcome) in result.outcomes.enumerated() where index < recipientNames.count {
                 switch outcome {
-                case .stored: stored += 1
-                case .overQuota, .mailboxMissing: overQuota.append(recipientNames[index])
+                case .stored: stored += 1; storedFor.insert(recipientIndexes[index])
+                case .overQuota, .mailboxMissing: overQuota.append(recipientNames[index]); failedFor.insert(recipientIndexes[index])
                 }
             }
             metadata["blob"] = "\(result.blobID.prefix(16))"
@@ -234,6 +342,10 @@ public struct StoreSMTPBackend: SMTPBackend {
             }
             metadata["outcome"] = "stored"
             logger.info("message stored", metadata: metadata)
+            if transaction.sender != nil {
+                await reportLocalOutcomes(transaction, delivered: storedFor, failed: failedFor.subtracting(storedFor),
+                                          original: original, headers: headerBytes, date: date)
+            }
             return .stored
         } catch {
             metadata["outcome"] = "storage failure: \(error)"

@@ -100,6 +100,10 @@ public struct SMTPTransaction: Equatable, Sendable {
     public struct Recipient: Equatable, Sendable {
         public var mailbox: SMTPMailbox
         public var accounts: [LocalRecipient]
+        /// RFC 3461 §4.1 NOTIFY; nil when not given.
+        public var notify: DSNNotify? = nil
+        /// RFC 3461 §4.2 ORCPT as sent (`addr-type;xtext`), validated; nil when not given.
+        public var originalRecipient: String? = nil
     }
     public var id: String
     public var sender: SMTPMailbox?
@@ -111,6 +115,10 @@ public struct SMTPTransaction: Equatable, Sendable {
     public var size: Int
     /// The account that authenticated (submission), nil on the inbound port.
     public var authenticatedAccount: String? = nil
+    /// RFC 3461 §4.3 RET; nil when not given.
+    public var ret: DSNReturn? = nil
+    /// RFC 3461 §4.4 ENVID as sent (xtext), validated; nil when not given.
+    public var envelopeID: String? = nil
 }
 
 public struct SMTPSessionConfiguration: Sendable {
@@ -167,13 +175,16 @@ public struct SMTPSession: Sendable {
     private var smtpUTF8 = false
     private var recipients: [SMTPTransaction.Recipient] = []
     private var pendingRecipient: SMTPMailbox?
+    private var pendingRecipientDSN: (notify: DSNNotify?, originalRecipient: String?) = (nil, nil)
+    private var dsnReturn: DSNReturn?
+    private var envelopeID: String?
     private var usingChunks = false
     private var chunkFailed: SMTPReply?
     private var receivedSize = 0
     private var errors = 0
     private var draining = false
     public private(set) var authenticatedAccount: String?
-    private var pendingSender: (mailbox: SMTPMailbox?, size: Int?, utf8: Bool)?
+    private var pendingSender: (mailbox: SMTPMailbox?, size: Int?, utf8: Bool, ret: DSNReturn?, envelopeID: String?)?
 
     public init(configuration: SMTPSessionConfiguration, clientAddress: String,
                 makeTransactionID: @escaping @Sendable () -> String = SMTPSession.randomTransactionID) {
@@ -216,7 +227,9 @@ public struct SMTPSession: Sendable {
         pendingRecipient = nil
         switch verdict {
         case .accepted(let accounts):
-            recipients.append(.init(mailbox: mailbox, accounts: accounts))
+            recipients.append(.init(mailbox: mailbox, accounts: accounts, notify: pendingRecipientDSN.notify,
+                                    originalRecipient: pendingRecipientDSN.originalRecipient))
+            pendingRecipientDSN = (nil, nil)
             return [.reply(SMTPReply(250, "2.1.5", "Ok"))]
         case .unknownUser:
             return fail(SMTPReply(550, "5.1.1", "<\(mailbox)>: Recipient address rejected: no such user"))
@@ -329,6 +342,8 @@ public struct SMTPSession: Sendable {
         sender = .some(pending.mailbox)
         declaredSize = pending.size
         smtpUTF8 = pending.utf8
+        dsnReturn = pending.ret
+        envelopeID = pending.envelopeID
         phase = .mail
         return [.reply(SMTPReply(250, "2.1.0", "Ok"))] + afterTransactionIfDraining()
     }
@@ -462,7 +477,8 @@ public struct SMTPSession: Sendable {
                      "8BITMIME",
                      "SMTPUTF8",
                      "ENHANCEDSTATUSCODES",
-                     "CHUNKING"]
+                     "CHUNKING",
+                     "DSN"]
         if configuration.tlsAvailable, !tlsActive { lines.append("STARTTLS") }
         if configuration.mode == .submission, !offeredMechanisms.isEmpty {
             lines.append("AUTH " + offeredMechanisms.joined(separator: " "))
@@ -474,8 +490,22 @@ public struct SMTPSession: Sendable {
     private mutating func mail(from: SMTPMailbox?, parameters: SMTPParameters) -> [SMTPAction] {
         var size: Int?
         var utf8 = false
+        var ret: DSNReturn?
+        var envid: String?
         for (keyword, value) in parameters.items {
             switch keyword {
+            case "RET":
+                // RFC 3461 §4.3; a second RET (or ENVID) is a syntax error, not a silent override.
+                guard ret == nil, let value, let parsed = DSNParameterSyntax.parseReturn(value) else {
+                    return fail(SMTPReply(501, "5.5.4", "Bad RET parameter (RET=FULL or RET=HDRS)"))
+                }
+                ret = parsed
+            case "ENVID":
+                // RFC 3461 §4.4: xtext, at most 100 characters.
+                guard envid == nil, let value, DSNParameterSyntax.parseEnvelopeID(value) != nil else {
+                    return fail(SMTPReply(501, "5.5.4", "Bad ENVID parameter (xtext, at most 100 characters)"))
+                }
+                envid = value
             case "SIZE":
                 // RFC 1870 §6: refuse at MAIL a declared size over the fixed maximum.
                 guard let value, value.utf8.count <= 18, let declared = Int(value), declared >= 0 else {
@@ -494,8 +524,6 @@ public struct SMTPSession: Sendable {
                 utf8 = true
             case "AUTH":
                 continue  // RFC 4954 §5: only meaningful from trusted, authenticated peers; ignored.
-            case "RET", "ENVID":
-                return fail(SMTPReply(555, "5.5.4", "DSN parameters are not supported yet"))
             default:
                 return fail(SMTPReply(555, "5.5.4", "Unsupported parameter \(keyword)"))
             }
@@ -506,21 +534,36 @@ public struct SMTPSession: Sendable {
         if configuration.mode == .submission {
             // RFC 6409 §4.3 / RFC 4954 §6: submission needs an authenticated user.
             guard let account = authenticatedAccount else { return fail(SMTPReply(530, "5.7.0", "Authentication required")) }
-            pendingSender = (from, size, utf8)
+            pendingSender = (from, size, utf8, ret, envid)
             phase = .checkingSender
             return [.checkSender(from, account: account)]
         }
         sender = .some(from)
         declaredSize = size
         smtpUTF8 = utf8
+        dsnReturn = ret
+        envelopeID = envid
         phase = .mail
         return [.reply(SMTPReply(250, "2.1.0", "Ok"))]
     }
 
     private mutating func rcpt(to: SMTPMailbox, parameters: SMTPParameters) -> [SMTPAction] {
-        for (keyword, _) in parameters.items {
+        var notify: DSNNotify?
+        var orcpt: String?
+        for (keyword, value) in parameters.items {
             switch keyword {
-            case "NOTIFY", "ORCPT": return fail(SMTPReply(555, "5.5.4", "DSN parameters are not supported yet"))
+            case "NOTIFY":
+                // RFC 3461 §4.1: NEVER alone, or a comma list of SUCCESS, FAILURE, DELAY.
+                guard notify == nil, let value, let parsed = DSNParameterSyntax.parseNotify(value) else {
+                    return fail(SMTPReply(501, "5.5.4", "Bad NOTIFY parameter (NEVER, or SUCCESS,FAILURE,DELAY)"))
+                }
+                notify = parsed
+            case "ORCPT":
+                // RFC 3461 §4.2: addr-type ";" xtext, at most 500 characters.
+                guard orcpt == nil, let value, DSNParameterSyntax.parseOriginalRecipient(value) != nil else {
+                    return fail(SMTPReply(501, "5.5.4", "Bad ORCPT parameter (addr-type;xtext, at most 500 characters)"))
+                }
+                orcpt = value
             default: return fail(SMTPReply(555, "5.5.4", "Unsupported parameter \(keyword)"))
             }
         }
@@ -532,6 +575,7 @@ public struct SMTPSession: Sendable {
             return fail(SMTPReply(452, "4.5.3", "Too many recipients"))
         }
         pendingRecipient = to
+        pendingRecipientDSN = (notify, orcpt)
         phase = .checkingRecipient
         return [.checkRecipient(to, declaredSize: declaredSize)]
     }
@@ -554,7 +598,8 @@ public struct SMTPSession: Sendable {
         if authenticatedAccount != nil { proto += "A" }
         let transaction = SMTPTransaction(
             id: makeTransactionID(), sender: sender, recipients: recipients, heloName: heloName,
-            clientAddress: clientAddress, receivedProtocol: proto, size: size, authenticatedAccount: authenticatedAccount)
+            clientAddress: clientAddress, receivedProtocol: proto, size: size, authenticatedAccount: authenticatedAccount,
+            ret: dsnReturn, envelopeID: envelopeID)
         return [.deliver(transaction)]
     }
 
@@ -570,6 +615,9 @@ public struct SMTPSession: Sendable {
         smtpUTF8 = false
         recipients = []
         pendingRecipient = nil
+        pendingRecipientDSN = (nil, nil)
+        dsnReturn = nil
+        envelopeID = nil
         usingChunks = false
         chunkFailed = nil
         receivedSize = 0

@@ -14,7 +14,7 @@ final class SMTPInboundTests: E2ETestCase {
         let size = result["size"] as? Int ?? 0
         XCTAssertGreaterThan(size, 1024 * 1024, "SIZE should allow at least a 1 MB message")
         let extensions = result["extensions"] as? [String: String] ?? [:]
-        XCTAssertNil(extensions["DSN"], "DSN must not be advertised")
+        XCTAssertNotNil(extensions["DSN"], "DSN must be advertised (RFC 3461 §4)")
     }
 
     func testPlainDeliveryIsStoredByteForByte() throws {
@@ -238,10 +238,10 @@ final class SMTPInboundTests: E2ETestCase {
         return found
     }
 
-    func testMailFromWithDSNParametersIsRefusedWith555() throws {
-        // Facteur does not implement DSN (RFC 3461): its parameters are unknown (RFC 5321 §4.1.1.11).
+    func testDSNParametersAreAcceptedAndMalformedOnesRefusedWith501() throws {
+        // RFC 3461 §4: RET, ENVID, NOTIFY, ORCPT are accepted; bad values are 501 5.5.4.
         let result = try smtpCase("dsn")
-        XCTAssertEqual(result["checked"] as? Int, 4)
+        XCTAssertEqual(result["checked"] as? Int, 10)
         XCTAssertEqual(try messageCount(), 0)
     }
 }

@@ -95,8 +95,8 @@ final class SMTPSessionTests: XCTestCase {
     func testEHLOAdvertisesExtensions() {
         var session = SMTPSession(configuration: .init(hostname: "mx.example.org", maxMessageSize: 1234), clientAddress: "::1")
         guard case .reply(let reply)? = session.receive(.success(.ehlo("c"))).first else { return XCTFail("no reply") }
-        XCTAssertEqual(Array(reply.lines.dropFirst()), ["PIPELINING", "SIZE 1234", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "CHUNKING", "STARTTLS", "HELP"])
-        XCTAssertFalse(reply.lines.contains("DSN"), "DSN is advertised only once bounces exist")
+        XCTAssertEqual(Array(reply.lines.dropFirst()), ["PIPELINING", "SIZE 1234", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "CHUNKING", "DSN", "STARTTLS", "HELP"])
+        XCTAssertTrue(reply.lines.contains("DSN"), "RFC 3461 §4: the DSN extension is advertised")
     }
 
     func testCommandOrderIsEnforced() {
@@ -181,14 +181,79 @@ final class SMTPSessionTests: XCTestCase {
         XCTAssertEqual(d.dataEnds(ReceivedMessage(size: 5)), ["452 4.2.2"])
     }
 
-    func testDSNParametersRefusedUntilBouncesExist() {
+    func testDSNParametersAreCarriedInTheTransaction() {
         var d = SessionDriver()
         _ = d.send("EHLO c")
-        XCTAssertEqual(d.send("MAIL FROM:<a@example.net> RET=HDRS"), ["555 5.5.4"])
-        XCTAssertEqual(d.send("MAIL FROM:<a@example.net> ENVID=x"), ["555 5.5.4"])
+        XCTAssertEqual(d.send("MAIL FROM:<a@example.net> RET=hdrs ENVID=QQ+2B314"), ["250 2.1.0"])
+        XCTAssertEqual(d.send("RCPT TO:<b@example.org> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;b+2Bx@example.org"), ["250 2.1.5"])
+        XCTAssertEqual(d.send("RCPT TO:<c@example.org> NOTIFY=never"), ["250 2.1.5"])
+        XCTAssertEqual(d.send("RCPT TO:<e@example.org>"), ["250 2.1.5"])
+        _ = d.send("DATA")
+        XCTAssertEqual(d.dataEnds(ReceivedMessage(size: 5)), ["250 2.0.0"])
+        let t = d.delivered[0]
+        XCTAssertEqual(t.ret, .headers)
+        XCTAssertEqual(t.envelopeID, "QQ+2B314", "kept as sent (xtext) so that it is relayed unchanged")
+        XCTAssertEqual(t.recipients.map(\.notify), [[.success, .delay], .never, nil])
+        XCTAssertEqual(t.recipients.map(\.originalRecipient), ["rfc822;b+2Bx@example.org", nil, nil])
+        // RSET (and the end of a transaction) forgets them.
         XCTAssertEqual(d.send("MAIL FROM:<a@example.net>"), ["250 2.1.0"])
-        XCTAssertEqual(d.send("RCPT TO:<b@example.org> NOTIFY=NEVER"), ["555 5.5.4"])
-        XCTAssertEqual(d.send("RCPT TO:<b@example.org> ORCPT=rfc822;b@example.org"), ["555 5.5.4"])
+        XCTAssertEqual(d.send("RCPT TO:<b@example.org>"), ["250 2.1.5"])
+        _ = d.send("DATA")
+        _ = d.dataEnds(ReceivedMessage(size: 5))
+        XCTAssertNil(d.delivered[1].ret)
+        XCTAssertNil(d.delivered[1].envelopeID)
+        XCTAssertNil(d.delivered[1].recipients[0].notify)
+    }
+
+    func testBadDSNParametersAre501() {
+        var d = SessionDriver(configuration: .init(hostname: "mx", maxMessageSize: 1000, maxErrors: 50))
+        _ = d.send("EHLO c")
+        for bad in ["RET=BODY", "RET", "RET=FULL RET=FULL", "ENVID", "ENVID=a+2", "ENVID=a+zz", "ENVID=a+2b",
+                    "ENVID=" + String(repeating: "x", count: 101), "ENVID=x ENVID=y", "ENVID=é"] {
+            XCTAssertEqual(d.send("MAIL FROM:<a@example.net> \(bad)"), ["501 5.5.4"], bad)
+        }
+        XCTAssertEqual(d.send("MAIL FROM:<a@example.net> ENVID=" + String(repeating: "x", count: 100)), ["250 2.1.0"])
+        for bad in ["NOTIFY=NEVER,SUCCESS", "NOTIFY=SUCCESS,", "NOTIFY=,FAILURE", "NOTIFY=SOMETIMES", "NOTIFY",
+                    "NOTIFY=NEVER NOTIFY=NEVER", "ORCPT=b@example.org", "ORCPT=;b@example.org", "ORCPT=rfc822;",
+                    "ORCPT=rfc822;b+4@example.org", "ORCPT=rfc 822;b", "ORCPT=rfc822;" + String(repeating: "b", count: 494),
+                    "ORCPT=rfc822;a ORCPT=rfc822;b"] {
+            XCTAssertEqual(d.send("RCPT TO:<b@example.org> \(bad)"), ["501 5.5.4"], bad)
+        }
+        XCTAssertEqual(d.send("RCPT TO:<b@example.org> ORCPT=rfc822;" + String(repeating: "b", count: 493)), ["250 2.1.5"])
+        XCTAssertEqual(d.send("RCPT TO:<c@example.org> NOTIFY=FAILURE"), ["250 2.1.5"])
+        XCTAssertEqual(d.send("RCPT TO:<c@example.org> FOO=BAR"), ["555 5.5.4"])
+    }
+
+    func testDSNParametersOnSubmission() {
+        var d = SessionDriver(configuration: .init(hostname: "mx", mode: .submission, allowPlaintextAuthWithoutTLS: true))
+        _ = d.send("EHLO c")
+        _ = d.send("AUTH PLAIN AGFsaWNlQGV4YW1wbGUub3JnAHNlY3JldA==")
+        XCTAssertEqual(d.send("MAIL FROM:<alice@example.org> RET=FULL ENVID=id1"), ["250 2.1.0"])
+        XCTAssertEqual(d.send("RCPT TO:<x@example.com> NOTIFY=FAILURE"), ["250 2.1.5"])
+        _ = d.send("DATA")
+        _ = d.dataEnds(ReceivedMessage(size: 5))
+        XCTAssertEqual(d.delivered.first?.ret, .full)
+        XCTAssertEqual(d.delivered.first?.envelopeID, "id1")
+        XCTAssertEqual(d.delivered.first?.recipients.first?.notify, .failure)
+    }
+
+    func testXtext() {
+        XCTAssertEqual(DSNParameterSyntax.decodeXtext("a+2Bb+3Dc"), "a+b=c")
+        XCTAssertEqual(DSNParameterSyntax.decodeXtext(""), "")
+        XCTAssertNil(DSNParameterSyntax.decodeXtext("a+"))
+        XCTAssertNil(DSNParameterSyntax.decodeXtext("a+2"))
+        XCTAssertNil(DSNParameterSyntax.decodeXtext("a+2b"), "hexchar is upper-case (RFC 3461 §4)")
+        XCTAssertNil(DSNParameterSyntax.decodeXtext("a=b"))
+        XCTAssertNil(DSNParameterSyntax.decodeXtext("a b"))
+        XCTAssertNil(DSNParameterSyntax.decodeXtext("é"))
+        let text = "jöe+tag=x y@example.org"
+        let encoded = DSNParameterSyntax.encodeXtext(text)
+        XCTAssertEqual(encoded, "j+C3+B6e+2Btag+3Dx+20y@example.org")
+        XCTAssertEqual(DSNParameterSyntax.decodeXtext(encoded), text)
+        let orcpt = DSNParameterSyntax.parseOriginalRecipient("rfc822;b+2Bx@example.org")
+        XCTAssertEqual(orcpt?.addressType, "rfc822")
+        XCTAssertEqual(orcpt?.address, "b+x@example.org")
+        XCTAssertEqual(DSNParameterSyntax.parseEnvelopeID("a+20b"), "a b")
     }
 
     func testOtherParameters() {

@@ -48,10 +48,8 @@ def ehlo(args):
     w = SMTPWire(args.host, args.port)
     w.greeting()
     _, ext = w.ehlo()
-    for kw in ("PIPELINING", "8BITMIME", "SMTPUTF8", "SIZE", "ENHANCEDSTATUSCODES", "CHUNKING", "STARTTLS"):
+    for kw in ("PIPELINING", "8BITMIME", "SMTPUTF8", "SIZE", "ENHANCEDSTATUSCODES", "CHUNKING", "STARTTLS", "DSN"):
         check(kw in ext, "EHLO does not advertise %s; got %s" % (kw, sorted(ext)))
-    for kw in ("DSN",):
-        check(kw not in ext, "EHLO advertises %s, which Facteur does not implement" % kw)
     size = ext["SIZE"].strip()
     check(size.isdigit() and int(size) > 0, "SIZE needs a positive maximum (RFC 1870 §4), got %r" % size)
     expect(w.cmd("QUIT"), 221, what="QUIT")
@@ -456,23 +454,30 @@ def oversize_stream(args):
     return {"outcome": "refused", "subject": subject, "limit": limit, "reply": repr(r)}
 
 
-# ---------------------------------------------------------------- DSN parameters (RFC 3461) are not offered
+# ---------------------------------------------------------------- DSN parameters (RFC 3461)
 
 
 @case
 def dsn(args):
-    """Without DSN in EHLO, its parameters are unknown: 555 5.5.4 (RFC 5321 §4.1.1.11, RFC 3463)."""
+    """DSN is advertised: RET/ENVID on MAIL and NOTIFY/ORCPT on RCPT are accepted when well
+    formed, and malformed values get 501 5.5.4 (RFC 3461 §4, RFC 3463). No message is sent."""
     w = SMTPWire(args.host, args.port)
     w.greeting()
-    w.ehlo()
-    expect(w.cmd("MAIL FROM:<a@e2e.test> RET=FULL"), 555, "5.5.4", what="MAIL RET=")
-    expect(w.cmd("MAIL FROM:<a@e2e.test> ENVID=abc"), 555, "5.5.4", what="MAIL ENVID=")
+    _, ext = w.ehlo()
+    check("DSN" in ext, "EHLO does not advertise DSN; got %s" % sorted(ext))
+    expect(w.cmd("MAIL FROM:<a@e2e.test> RET=FULL ENVID=abc+2Bd"), 250, what="MAIL RET= ENVID=")
+    expect(w.cmd("RCPT TO:<admin@localhost> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;admin@localhost"), 250,
+           what="RCPT NOTIFY= ORCPT=")
+    expect(w.cmd("RSET"), 250, what="RSET")
+    expect(w.cmd("MAIL FROM:<a@e2e.test> RET=BODY"), 501, "5.5.4", what="MAIL RET=BODY")
+    expect(w.cmd("MAIL FROM:<a@e2e.test> ENVID=a+zz"), 501, "5.5.4", what="MAIL ENVID= bad xtext")
+    expect(w.cmd("MAIL FROM:<a@e2e.test> ENVID=" + "x" * 101), 501, "5.5.4", what="MAIL ENVID= too long")
     expect(w.cmd("MAIL FROM:<a@e2e.test>"), 250, what="MAIL")
-    expect(w.cmd("RCPT TO:<admin@localhost> NOTIFY=SUCCESS"), 555, "5.5.4", what="RCPT NOTIFY=")
-    expect(w.cmd("RCPT TO:<admin@localhost> ORCPT=rfc822;admin@localhost"), 555, "5.5.4", what="RCPT ORCPT=")
-    expect(w.cmd("RCPT TO:<admin@localhost>"), 250, what="RCPT without parameters")
+    expect(w.cmd("RCPT TO:<admin@localhost> NOTIFY=NEVER,SUCCESS"), 501, "5.5.4", what="RCPT NOTIFY=NEVER,SUCCESS")
+    expect(w.cmd("RCPT TO:<admin@localhost> ORCPT=admin@localhost"), 501, "5.5.4", what="RCPT ORCPT= without type")
+    expect(w.cmd("RCPT TO:<admin@localhost> NOTIFY=NEVER"), 250, what="RCPT NOTIFY=NEVER")
     expect(w.cmd("QUIT"), 221, what="QUIT")
-    return {"checked": 4}
+    return {"checked": 10}
 
 
 # ---------------------------------------------------------------- disconnect mid-transfer
