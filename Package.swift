@@ -129,7 +129,7 @@ let package = Package(
                                                                .product(name: "Crypto", package: "swift-crypto")]),
         .testTarget(name: "FacteurStoreTests", dependencies: ["FacteurStore", "FacteurMIME"]),
         .testTarget(name: "FacteurSMTPTests", dependencies: [
-            "FacteurSMTP", "FacteurStore", "FacteurNet", "FacteurIdentity", "FacteurTestSupport",
+            "FacteurSMTP", "FacteurStore", "FacteurNet", "FacteurIdentity", "FacteurQueue", "FacteurTestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),

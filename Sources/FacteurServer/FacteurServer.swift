@@ -75,7 +75,7 @@ public enum FacteurServer {
             let backend = StoreSMTPBackend(store: context.store, hostname: configuration.hostname,
                                            primaryDomain: configuration.primaryDomain, logger: context.logger,
                                            rateLimiter: submission ? context.submissionRateLimiter : nil,
-                                           queue: submission ? context.queue : nil)
+                                           queue: context.queue)
             var limits = SMTPServerLimits()
             limits.idleTimeout = .seconds(Int64(configuration.idleTimeoutSeconds))
             let session = SMTPSessionConfiguration(
