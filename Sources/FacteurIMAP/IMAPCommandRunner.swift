@@ -94,8 +94,10 @@ public struct IMAPCommandRunner: Sendable {
             var newly: [String] = []
             for name in names {
                 let upper = name.uppercased()
-                guard ["IMAP4REV2", "UTF8=ACCEPT", "CONDSTORE"].contains(upper), !session.enabled.contains(upper) else { continue }
+                guard ["IMAP4REV2", "UTF8=ACCEPT", "CONDSTORE", "QRESYNC"].contains(upper), !session.enabled.contains(upper) else { continue }
                 session.enabled.insert(upper)
+                // RFC 7162 §3.2.3: QRESYNC implies CONDSTORE.
+                if upper == "QRESYNC" { session.enabled.insert("CONDSTORE") }
                 newly.append(upper == "IMAP4REV2" ? "IMAP4rev2" : upper)
             }
             await output.write(line("* ENABLED" + newly.map { " " + $0 }.joined()))
@@ -111,11 +113,11 @@ public struct IMAPCommandRunner: Sendable {
             return await login(tag: tag, user: user, password: password, session: &session, output: output)
         case .authenticate(let mechanism, let initial):
             return await authenticate(tag: tag, mechanism: mechanism, initialResponse: initial, session: &session, output: output)
-        case .select(let name, let condStore), .examine(let name, let condStore):
+        case .select(let name, let condStore, let qresync), .examine(let name, let condStore, let qresync):
             if case .select = command.kind {
-                await select(tag: tag, name: name, readOnly: false, condStore: condStore, session: &session, output: output)
+                await select(tag: tag, name: name, readOnly: false, condStore: condStore, qresync: qresync, session: &session, output: output)
             } else {
-                await select(tag: tag, name: name, readOnly: true, condStore: condStore, session: &session, output: output)
+                await select(tag: tag, name: name, readOnly: true, condStore: condStore, qresync: qresync, session: &session, output: output)
             }
         case .create(let name, let uses):
             await create(tag: tag, name: name, uses: uses, session: &session, output: output)

@@ -120,7 +120,7 @@ public struct IMAPSession: Sendable {
     /// The authenticated account.
     public internal(set) var account: AccountRecord?
     public internal(set) var selected: SelectedMailbox?
-    /// ENABLE'd extensions (RFC 5161): IMAP4REV2, UTF8=ACCEPT, CONDSTORE.
+    /// ENABLE'd extensions (RFC 5161): IMAP4REV2, UTF8=ACCEPT, CONDSTORE, QRESYNC.
     public internal(set) var enabled: Set<String> = []
     /// SEARCHRES (RFC 5182): the UIDs saved by the last SEARCH RETURN (SAVE).
     var savedSearch: [UInt32] = []
@@ -166,7 +166,7 @@ public struct IMAPSession: Sendable {
         }
         caps += ["LITERAL+", "ENABLE", "IDLE", "NAMESPACE", "ID", "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN",
                  "SPECIAL-USE", "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "ESEARCH", "SEARCHRES",
-                 "UTF8=ACCEPT", "STATUS=SIZE", "MULTIAPPEND", "BINARY", "APPENDLIMIT=\(configuration.limits.maxMessageSize)"]
+                 "UTF8=ACCEPT", "STATUS=SIZE", "MULTIAPPEND", "BINARY", "CONDSTORE", "QRESYNC", "APPENDLIMIT=\(configuration.limits.maxMessageSize)"]
         return caps
     }
 
