@@ -46,6 +46,8 @@ extension IMAPCommandRunner {
                     // RFC 9051 §6.4.5: the changed flags are reported (RFC 7162 §3.1.4.1: with MODSEQ).
                     if !attributes.contains(.flags) { attributes.append(.flags) }
                     if condStore, !attributes.contains(.modSeq) { attributes.append(.modSeq) }
+                    // RFC 7162 §3.1: ... and with the UID.
+                    if condStore, !attributes.contains(.uid) { attributes.insert(.uid, at: 0) }
                 }
                 let summary = needsSummary ? try await store.summary(messageID: record.id) : nil
                 let bytes = needsBytes ? try await store.messageBytes(messageID: record.id) : nil
@@ -137,7 +139,8 @@ extension IMAPCommandRunner {
                     var attributes: [FetchAttribute] = action.silent ? [] : [.flags]
                     if condStore { attributes.append(.modSeq) }
                     await output.write(IMAPFetchRenderer.render(msn: msn, record: record, summary: nil, bytes: nil,
-                                                                attributes: attributes, includeUID: uid, includeModSeq: false,
+                                                                // RFC 7162 §3.1: with CONDSTORE, UID and MODSEQ always.
+                                                                attributes: attributes, includeUID: uid || condStore, includeModSeq: false,
                                                                 utf8: session.utf8Accepted))
                 }
             }

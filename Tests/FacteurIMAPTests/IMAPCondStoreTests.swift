@@ -54,10 +54,10 @@ final class IMAPCondStoreTests: IMAPStoreTestCase {
         let r3 = try await modSeq(1)
         XCTAssertEqual(fetch, ["* OK [HIGHESTMODSEQ \(highest)] Highest", "* 1 FETCH (MODSEQ (\(try r3)))", "a2 OK FETCH completed"])
         XCTAssertTrue(c.session.condStoreEnabled)
-        // Once enabled, STORE's FETCH responses carry MODSEQ.
+        // Once enabled, STORE's FETCH responses carry UID and MODSEQ (RFC 7162 §3.1).
         let store = await lines(&c, "a3 STORE 1 +FLAGS (\\Flagged)\r\n")
         let r4 = try await modSeq(1)
-        XCTAssertEqual(store, ["* 1 FETCH (FLAGS (\\Flagged) MODSEQ (\(try r4)))", "a3 OK STORE completed"])
+        XCTAssertEqual(store, ["* 1 FETCH (UID 1 FLAGS (\\Flagged) MODSEQ (\(try r4)))", "a3 OK STORE completed"])
     }
 
     func testFetchChangedSince() async throws {
@@ -79,6 +79,17 @@ final class IMAPCondStoreTests: IMAPStoreTestCase {
         XCTAssertEqual(r5, true)
     }
 
+    func testFetchThatSetsSeenReportsUIDAndModSeqOnceCondStoreIsOn() async throws {
+        try await deliver(Self.simple)
+        var c = await loggedIn()
+        _ = await c.send("a1 SELECT INBOX (CONDSTORE)\r\n")
+        let fetch = await lines(&c, "a2 FETCH 1 (BODY[TEXT])\r\n")
+        let m1 = try await modSeq(1)
+        XCTAssertEqual(fetch.first, "* 1 FETCH (UID 1 BODY[TEXT] {21}")
+        XCTAssertEqual(fetch.dropFirst(3).first, " FLAGS (\\Seen) MODSEQ (\(m1)))")
+        XCTAssertEqual(fetch.last, "a2 OK FETCH completed")
+    }
+
     func testStoreUnchangedSinceReportsModified() async throws {
         try await deliver(Self.simple)
         try await deliver(Self.simple)
@@ -92,7 +103,7 @@ final class IMAPCondStoreTests: IMAPStoreTestCase {
         await settle()
         let reply = await lines(&a, "a2 STORE 1:2 (UNCHANGEDSINCE \(known)) +FLAGS.SILENT (\\Seen)\r\n")
         let m2 = try await modSeq(2)
-        XCTAssertTrue(reply.contains("* 2 FETCH (MODSEQ (\(m2)))"), "silent, yet the new MODSEQ is reported: \(reply)")
+        XCTAssertTrue(reply.contains("* 2 FETCH (UID 2 MODSEQ (\(m2)))"), "silent, yet the new MODSEQ is reported: \(reply)")
         XCTAssertEqual(reply.last, "a2 OK [MODIFIED 1] Conditional STORE failed for some")
         let r6 = try await store.message(mailboxID: try await inbox().id, uid: 1)
         let flags1 = try XCTUnwrap(try r6).flags
@@ -112,7 +123,7 @@ final class IMAPCondStoreTests: IMAPStoreTestCase {
         let reply = await lines(&c, "a2 STORE 1 (UNCHANGEDSINCE \(highest)) +FLAGS (\\Seen)\r\n")
         XCTAssertEqual(reply.first, "* OK [HIGHESTMODSEQ \(highest)] Highest")
         let r8 = try await modSeq(1)
-        XCTAssertEqual(reply.dropFirst().first, "* 1 FETCH (FLAGS (\\Seen) MODSEQ (\(try r8)))")
+        XCTAssertEqual(reply.dropFirst().first, "* 1 FETCH (UID 1 FLAGS (\\Seen) MODSEQ (\(try r8)))")
         XCTAssertEqual(reply.last, "a2 OK STORE completed")
     }
 
