@@ -42,6 +42,10 @@ public struct IMAPCommand: Sendable, Equatable {
         case idle
         /// ID (RFC 2971): nil for `ID NIL`.
         case id([IDField]?)
+        /// QUOTA (RFC 9208 §4.1): GETQUOTA quota-root, GETQUOTAROOT mailbox, SETQUOTA (refused).
+        case getQuota(root: [UInt8])
+        case getQuotaRoot(MailboxName)
+        case setQuota(root: [UInt8])
         // Selected (§6.4)
         case check
         case close
@@ -79,6 +83,9 @@ public struct IMAPCommand: Sendable, Equatable {
         case .append: return "APPEND"
         case .idle: return "IDLE"
         case .id: return "ID"
+        case .getQuota: return "GETQUOTA"
+        case .getQuotaRoot: return "GETQUOTAROOT"
+        case .setQuota: return "SETQUOTA"
         case .check: return "CHECK"
         case .close: return "CLOSE"
         case .unselect: return "UNSELECT"
@@ -243,6 +250,8 @@ public enum StatusAttribute: String, Sendable, Hashable, CaseIterable {
     case size = "SIZE"
     case recent = "RECENT"
     case highestModSeq = "HIGHESTMODSEQ"
+    /// RFC 9208 §4.2.2: the size of the \Deleted messages, in units of 1024 octets.
+    case deletedStorage = "DELETED-STORAGE"
 }
 
 public struct IDField: Sendable, Equatable {

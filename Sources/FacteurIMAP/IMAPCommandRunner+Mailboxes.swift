@@ -356,7 +356,7 @@ extension IMAPCommandRunner {
 
     func statusLine(mailbox: MailboxRecord, items: [StatusAttribute], session: IMAPSession) async throws -> [UInt8] {
         var messages: [MessageRecord]?
-        if items.contains(where: { $0 == .unseen || $0 == .deleted || $0 == .size }) {
+        if items.contains(where: { $0 == .unseen || $0 == .deleted || $0 == .size || $0 == .deletedStorage }) {
             messages = try await store.messages(mailboxID: mailbox.id)
         }
         var w = IMAPResponseWriter(utf8Accepted: session.utf8Accepted)
@@ -375,6 +375,9 @@ extension IMAPCommandRunner {
             case .size: w.number(messages?.reduce(Int64(0)) { $0 + $1.size } ?? 0)
             case .recent: w.number(0)
             case .highestModSeq: w.number(mailbox.highestModSeq)
+            case .deletedStorage:
+                let bytes = messages?.filter { $0.flags.contains(.deleted) }.reduce(Int64(0)) { $0 + $1.size } ?? 0
+                w.number(IMAPQuota.kibibytes(bytes))
             }
         }
         w.raw(")")

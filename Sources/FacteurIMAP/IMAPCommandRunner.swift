@@ -164,6 +164,13 @@ public struct IMAPCommandRunner: Sendable {
             await store(tag: tag, set: set, action: action, unchangedSince: unchangedSince, uid: uid, session: &session, output: output)
         case .copy(let set, let target, let uid):
             await copy(tag: tag, set: set, target: target, move: false, uid: uid, session: &session, output: output)
+        case .getQuota(let root):
+            await getQuota(tag: tag, root: root, session: &session, output: output)
+        case .getQuotaRoot(let name):
+            await getQuotaRoot(tag: tag, name: name, session: &session, output: output)
+        case .setQuota:
+            // RFC 9208 §4.1.3: limits are the administrator's (`facteur account quota`); no QUOTASET.
+            await output.write(line("\(tag) NO [NOPERM] Quotas are set by the administrator"))
         case .move(let set, let target, let uid):
             await copy(tag: tag, set: set, target: target, move: true, uid: uid, session: &session, output: output)
         case .search(let search, let uid):

@@ -154,6 +154,25 @@ extension Cursor {
 
         case "APPEND": return try append()
 
+        // RFC 9208 §4.1: getquota = "GETQUOTA" SP quota-root-name; getquotaroot = "GETQUOTAROOT" SP mailbox;
+        // setquota = "SETQUOTA" SP quota-root-name SP setquota-list, each resource-name SP number64.
+        case "GETQUOTA":
+            try space()
+            return .getQuota(root: try astring())
+        case "GETQUOTAROOT":
+            try space()
+            return .getQuotaRoot(try mailbox())
+        case "SETQUOTA":
+            try space()
+            let root = try astring()
+            try space()
+            _ = try list { c -> UInt64 in
+                _ = try c.atom()
+                try c.space()
+                return try c.number64()
+            }
+            return .setQuota(root: root)
+
         // id = "ID" SP id-params-list; id-params-list = "(" *(string SP nstring) ")" / nil (RFC 2971 §4)
         case "ID":
             try space()

@@ -166,7 +166,8 @@ public struct IMAPSession: Sendable {
         }
         caps += ["LITERAL+", "ENABLE", "IDLE", "NAMESPACE", "ID", "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN",
                  "SPECIAL-USE", "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "ESEARCH", "SEARCHRES",
-                 "UTF8=ACCEPT", "STATUS=SIZE", "MULTIAPPEND", "BINARY", "CONDSTORE", "QRESYNC", "APPENDLIMIT=\(configuration.limits.maxMessageSize)"]
+                 "UTF8=ACCEPT", "STATUS=SIZE", "MULTIAPPEND", "BINARY", "CONDSTORE", "QRESYNC",
+                 "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE", "APPENDLIMIT=\(configuration.limits.maxMessageSize)"]
         return caps
     }
 
@@ -180,7 +181,7 @@ public struct IMAPSession: Sendable {
         case .startTLS, .authenticate, .login:
             return state == .notAuthenticated
         case .enable, .select, .examine, .create, .delete, .rename, .subscribe, .unsubscribe, .list, .lsub, .namespace,
-             .status, .append, .idle:
+             .status, .append, .idle, .getQuota, .getQuotaRoot, .setQuota:
             return state == .authenticated || state == .selected
         case .check, .close, .unselect, .expunge, .uidExpunge, .search, .fetch, .store, .copy, .move:
             return state == .selected
