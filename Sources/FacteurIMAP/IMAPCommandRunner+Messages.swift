@@ -226,7 +226,13 @@ extension IMAPCommandRunner {
             restrict = Set(messages.map(\.uid))
         }
         if await expungeDeleted(session: &session, output: output, only: restrict) {
-            await finish(tag, "\(only == nil ? "EXPUNGE" : "UID EXPUNGE") completed", session: &session, output: output, expunges: true)
+            // RFC 7162 §3.2.7: with CONDSTORE on, the tagged OK carries the new HIGHESTMODSEQ.
+            var code = ""
+            if session.condStoreEnabled, let account = session.account,
+               let mailbox = try? await store.mailbox(accountID: account.id, name: selected.name) {
+                code = "[HIGHESTMODSEQ \(mailbox.highestModSeq)] "
+            }
+            await finish(tag, "\(code)\(only == nil ? "EXPUNGE" : "UID EXPUNGE") completed", session: &session, output: output, expunges: true)
         } else {
             await output.write(line("\(tag) NO [UNAVAILABLE] Expunge failed"))
         }

@@ -259,7 +259,8 @@ final class IMAPCondStoreTests: IMAPStoreTestCase {
         _ = await b.send("b1 SELECT INBOX\r\n")
         let own = await lines(&a, "a2 STORE 1:2,4 +FLAGS.SILENT (\\Deleted)\r\na3 EXPUNGE\r\n")
         XCTAssertEqual(own.filter { $0.hasPrefix("* ") && !$0.contains("FETCH") }, ["* VANISHED 1:2,4"])
-        XCTAssertEqual(own.last, "a3 OK EXPUNGE completed")
+        let r1 = try await inbox().highestModSeq
+        XCTAssertEqual(own.last, "a3 OK [HIGHESTMODSEQ \(try r1)] EXPUNGE completed")
         XCTAssertEqual(a.session.selected?.uids, [3, 5])
         // The other session (no QRESYNC) still gets EXPUNGE, highest first.
         await settle()
