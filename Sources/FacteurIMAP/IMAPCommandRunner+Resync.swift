@@ -35,8 +35,10 @@ extension IMAPCommandRunner {
         if let history = store as? any IMAPExpungeHistory {
             return try await history.expunged(mailboxID: mailboxID, sinceModSeq: modSeq).map(\.uid)
         }
+        // Bounded: a store without history and with huge UIDs gets no VANISHED rather than a
+        // walk over billions of numbers.
+        guard uidNext > 1, uidNext <= Self.maxVanishedScan else { return [] }
         let present = Set(present)
-        guard uidNext > 1 else { return [] }
         return (1 ..< uidNext).filter { !present.contains($0) }
     }
 
@@ -53,10 +55,9 @@ extension IMAPCommandRunner {
                      session: IMAPSession, output: any IMAPOutput) async throws {
         guard parameters.uidValidity == mailbox.uidValidity else { return }
         let star = max(mailbox.uids.last ?? 0, mailbox.uidNext > 0 ? mailbox.uidNext - 1 : 0)
-        func known(_ uid: UInt32) -> Bool {
-            guard case .ranges(let ranges)? = parameters.knownUIDs else { return true }
-            return ranges.contains { $0.resolved(star: star).contains(uid) }
-        }
+        let knownSet: UIDRangeSet?
+        if case .ranges(let ranges)? = parameters.knownUIDs { knownSet = UIDRangeSet(ranges, star: star) } else { knownSet = nil }
+        func known(_ uid: UInt32) -> Bool { knownSet?.contains(uid) ?? true }
         let gone = try await vanished(mailboxID: mailbox.id, since: parameters.modSeq, present: mailbox.uids,
                                       uidNext: mailbox.uidNext)
         await writeVanished(gone.filter(known), earlier: true, output: output)
@@ -73,11 +74,41 @@ extension IMAPCommandRunner {
     func fetchVanished(set: SequenceSet, since modSeq: UInt64, session: IMAPSession, output: any IMAPOutput) async throws {
         guard let selected = session.selected, case .ranges(let ranges) = set else { return }
         let star = max(selected.uids.last ?? 0, selected.uidNext > 0 ? selected.uidNext - 1 : 0)
+        let requested = UIDRangeSet(ranges, star: star)
         let gone = try await vanished(mailboxID: selected.id, since: modSeq, present: selected.uids, uidNext: selected.uidNext)
-        let reported = gone.filter { uid in
-            selected.sequenceNumber(of: uid) == nil && ranges.contains { $0.resolved(star: star).contains(uid) }
-        }
+        let reported = gone.filter { uid in selected.sequenceNumber(of: uid) == nil && requested.contains(uid) }
         await writeVanished(reported, earlier: true, output: output)
+    }
+}
+
+extension IMAPCommandRunner {
+    /// The largest UIDNEXT for which a store without tombstones gets a computed VANISHED.
+    static let maxVanishedScan: UInt32 = 1_000_000
+}
+
+/// A client's sequence set as sorted, merged UID ranges: membership in O(log n), so that a
+/// long known-uids list against a large mailbox costs little (RFC 7162 §3.2.5).
+struct UIDRangeSet {
+    private var ranges: [ClosedRange<UInt32>] = []
+
+    init(_ set: [SequenceRange], star: UInt32) {
+        for r in set.map({ $0.resolved(star: star) }).sorted(by: { $0.lowerBound < $1.lowerBound }) {
+            if let last = ranges.last, r.lowerBound <= last.upperBound || r.lowerBound == last.upperBound &+ 1 {
+                ranges[ranges.count - 1] = last.lowerBound ... max(last.upperBound, r.upperBound)
+            } else {
+                ranges.append(r)
+            }
+        }
+    }
+
+    func contains(_ uid: UInt32) -> Bool {
+        var low = 0, high = ranges.count - 1
+        while low <= high {
+            let mid = (low + high) / 2
+            if ranges[mid].contains(uid) { return true }
+            if uid < ranges[mid].lowerBound { high = mid - 1 } else { low = mid + 1 }
+        }
+        return false
     }
 }
 

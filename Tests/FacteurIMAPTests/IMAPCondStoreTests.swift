@@ -307,3 +307,30 @@ final class IMAPCondStoreTests: IMAPStoreTestCase {
         XCTAssertEqual(SequenceSetText.ranges([]), "")
     }
 }
+
+final class UIDRangeSetTests: XCTestCase {
+    func testMembershipAfterMerging() {
+        let set = UIDRangeSet([SequenceRange(.number(10), .number(5)), SequenceRange(.number(7), .number(12)),
+                               SequenceRange(.number(13)), SequenceRange(.number(20), .last), SequenceRange(.number(1))],
+                              star: 30)
+        let members: [UInt32] = (UInt32(0) ... 40).filter { set.contains($0) }
+        let expected: [UInt32] = [1] + Array(UInt32(5) ... 13) + Array(UInt32(20) ... 30)
+        XCTAssertEqual(members, expected)
+        XCTAssertFalse(UIDRangeSet([], star: 5).contains(1))
+        XCTAssertTrue(UIDRangeSet([SequenceRange(.number(UInt32.max))], star: 1).contains(UInt32.max))
+    }
+
+    func testManyRangesAgainstALargeMailboxIsFast() {
+        var ranges: [SequenceRange] = []
+        for i in 0 ..< UInt32(10_000) {
+            let first: UInt32 = i * 20 + 1
+            ranges.append(SequenceRange(.number(first), .number(first + 9)))
+        }
+        let set = UIDRangeSet(ranges, star: 300_000)
+        let started = ContinuousClock.now
+        var count = 0
+        for uid in 1 ... UInt32(100_000) where set.contains(uid) { count += 1 }
+        XCTAssertEqual(count, 50_000)
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(2))
+    }
+}
