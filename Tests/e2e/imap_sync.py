@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""End-to-end: CONDSTORE/QRESYNC (RFC 7162) and AUTHENTICATE SCRAM-SHA-256 against the real
+"""End-to-end: STARTTLS and IMAPS (with the server's self-signed certificate), CONDSTORE/QRESYNC
+(RFC 7162) and AUTHENTICATE SCRAM-SHA-256 against the real
 `facteur` binary, driven by Python's imaplib (SCRAM through the `scramp` package when it is
 installed; that check is skipped otherwise).
 Usage: FACTEUR=.build/debug/facteur python3 Tests/e2e/imap_sync.py"""
@@ -8,6 +9,7 @@ import imaplib
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -24,14 +26,17 @@ def run(*args, stdin=None):
 def start_server(data):
     run("domain", "add", "example.org", "--data", data)
     run("account", "add", ADDRESS, "--password-stdin", "--data", data, stdin=PASSWORD + "\n")
-    proc = subprocess.Popen([FACTEUR, "serve", "--data", data, "--listen", "imap=127.0.0.1:0"],
+    proc = subprocess.Popen([FACTEUR, "serve", "--data", data, "--listen", "imap=127.0.0.1:0",
+                             "--listen", "imaps=127.0.0.1:0"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    ports = {}
     deadline = time.time() + 30
-    while time.time() < deadline:
-        m = re.match(r"LISTENING imap \S+:(\d+)", proc.stdout.readline())
+    while len(ports) < 2 and time.time() < deadline:
+        m = re.match(r"LISTENING (imaps?) \S+:(\d+)", proc.stdout.readline())
         if m:
-            return proc, int(m.group(1))
-    raise AssertionError("server did not listen")
+            ports[m.group(1)] = int(m.group(2))
+    assert len(ports) == 2, f"server did not listen: {ports}"
+    return proc, ports
 
 
 def check(condition, what):
@@ -72,10 +77,34 @@ def scram_login(port):
     conn.logout()
 
 
+def unverified():
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the server's certificate is self-signed
+    return context
+
+
+def tls_checks(ports):
+    plain = imaplib.IMAP4("127.0.0.1", ports["imap"])
+    check("STARTTLS" in plain.capabilities, "STARTTLS offered on the IMAP port")
+    typ, _ = plain.starttls(ssl_context=unverified())
+    check(typ == "OK", "STARTTLS completes the TLS handshake")
+    check("STARTTLS" not in plain.capabilities, "STARTTLS no longer offered after it")
+    check(plain.login(ADDRESS, PASSWORD)[0] == "OK", "LOGIN over STARTTLS")
+    plain.logout()
+    implicit = imaplib.IMAP4_SSL("127.0.0.1", ports["imaps"], ssl_context=unverified())
+    check("STARTTLS" not in implicit.capabilities and "AUTH=PLAIN" in implicit.capabilities,
+          "IMAPS greets over TLS, no STARTTLS, PLAIN allowed")
+    check(implicit.login(ADDRESS, PASSWORD)[0] == "OK", "LOGIN over IMAPS")
+    implicit.logout()
+
+
 def main():
     data = tempfile.mkdtemp(prefix="facteur-imap-sync-")
-    proc, port = start_server(data)
+    proc, ports = start_server(data)
+    port = ports["imap"]
     try:
+        tls_checks(ports)
         scram_login(port)
 
         a = imaplib.IMAP4("127.0.0.1", port)
