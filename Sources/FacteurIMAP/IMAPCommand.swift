@@ -27,8 +27,8 @@ public struct IMAPCommand: Sendable, Equatable {
         case login(user: [UInt8], password: [UInt8])
         // Authenticated (§6.3)
         case enable([String])
-        case select(MailboxName, condStore: Bool)
-        case examine(MailboxName, condStore: Bool)
+        case select(MailboxName, condStore: Bool, qresync: QResyncParameters? = nil)
+        case examine(MailboxName, condStore: Bool, qresync: QResyncParameters? = nil)
         case create(MailboxName, specialUse: [String])
         case delete(MailboxName)
         case rename(from: MailboxName, to: MailboxName)
@@ -42,6 +42,10 @@ public struct IMAPCommand: Sendable, Equatable {
         case idle
         /// ID (RFC 2971): nil for `ID NIL`.
         case id([IDField]?)
+        /// QUOTA (RFC 9208 §4.1): GETQUOTA quota-root, GETQUOTAROOT mailbox, SETQUOTA (refused).
+        case getQuota(root: [UInt8])
+        case getQuotaRoot(MailboxName)
+        case setQuota(root: [UInt8])
         // Selected (§6.4)
         case check
         case close
@@ -79,6 +83,9 @@ public struct IMAPCommand: Sendable, Equatable {
         case .append: return "APPEND"
         case .idle: return "IDLE"
         case .id: return "ID"
+        case .getQuota: return "GETQUOTA"
+        case .getQuotaRoot: return "GETQUOTAROOT"
+        case .setQuota: return "SETQUOTA"
         case .check: return "CHECK"
         case .close: return "CLOSE"
         case .unselect: return "UNSELECT"
@@ -243,6 +250,8 @@ public enum StatusAttribute: String, Sendable, Hashable, CaseIterable {
     case size = "SIZE"
     case recent = "RECENT"
     case highestModSeq = "HIGHESTMODSEQ"
+    /// RFC 9208 §4.2.2: the size of the \Deleted messages, in units of 1024 octets.
+    case deletedStorage = "DELETED-STORAGE"
 }
 
 public struct IDField: Sendable, Equatable {
@@ -292,6 +301,31 @@ public enum FetchAttribute: Sendable, Hashable {
     case binary(part: [Int], partial: Partial?, peek: Bool)
     case binarySize(part: [Int])
     case modSeq
+}
+
+/// SELECT/EXAMINE (QRESYNC (uidvalidity modseq [known-uids] [seq-match-data])), RFC 7162 §3.2.5.
+public struct QResyncParameters: Sendable, Hashable {
+    public var uidValidity: UInt32
+    public var modSeq: UInt64
+    /// The UIDs the client knows (nil: all of them).
+    public var knownUIDs: SequenceSet?
+    /// Sequence numbers and the UIDs the client had for them; parsed, then not needed: the
+    /// server answers from its tombstones, which is what the RFC allows (§3.2.5.2).
+    public var sequenceMatch: (sequences: SequenceSet, uids: SequenceSet)?
+
+    public init(uidValidity: UInt32, modSeq: UInt64, knownUIDs: SequenceSet? = nil,
+                sequenceMatch: (sequences: SequenceSet, uids: SequenceSet)? = nil) {
+        self.uidValidity = uidValidity; self.modSeq = modSeq; self.knownUIDs = knownUIDs; self.sequenceMatch = sequenceMatch
+    }
+
+    public static func == (a: Self, b: Self) -> Bool {
+        a.uidValidity == b.uidValidity && a.modSeq == b.modSeq && a.knownUIDs == b.knownUIDs
+            && a.sequenceMatch?.sequences == b.sequenceMatch?.sequences && a.sequenceMatch?.uids == b.sequenceMatch?.uids
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(uidValidity); hasher.combine(modSeq); hasher.combine(knownUIDs)
+    }
 }
 
 /// FETCH modifiers (RFC 7162 §3.1.4: CHANGEDSINCE; §3.2.6: VANISHED).

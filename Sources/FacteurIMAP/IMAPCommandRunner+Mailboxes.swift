@@ -108,13 +108,21 @@ extension IMAPCommandRunner {
 
     // MARK: SELECT, EXAMINE (RFC 9051 §6.3.2, §6.3.3)
 
-    func select(tag: String, name: MailboxName, readOnly: Bool, condStore: Bool, session: inout IMAPSession,
-                output: any IMAPOutput) async {
+    func select(tag: String, name: MailboxName, readOnly: Bool, condStore: Bool, qresync: QResyncParameters? = nil,
+                session: inout IMAPSession, output: any IMAPOutput) async {
+        // RFC 7162 §3.2.5: the QRESYNC parameter needs ENABLE QRESYNC first.
+        if qresync != nil, !session.qresyncEnabled {
+            await output.write(line("\(tag) BAD QRESYNC parameter without ENABLE QRESYNC"))
+            return
+        }
         // RFC 9051 §6.3.2: a failed SELECT leaves no mailbox selected.
         if session.state == .selected {
             session.didDeselect()
             session.changeInbox.watch(accountID: session.account?.id, mailboxID: nil)
-            if session.isIMAP4rev2 || condStore { await output.write(line("* OK [CLOSED] Previous mailbox closed")) }
+            // RFC 9051 §6.3.2, RFC 7162 §3.2.11: CLOSED marks where the old mailbox's responses end.
+            if session.isIMAP4rev2 || condStore || session.qresyncEnabled {
+                await output.write(line("* OK [CLOSED] Previous mailbox closed"))
+            }
         }
         guard let account = session.account,
               let decoded = await mailboxName(name, tag: tag, session: session, output: output) else { return }
@@ -149,6 +157,9 @@ extension IMAPCommandRunner {
             await output.write(line("* OK [UIDNEXT \(mailbox.uidNext)] Predicted next UID"))
             if session.enabled.contains("CONDSTORE") {
                 await output.write(line("* OK [HIGHESTMODSEQ \(mailbox.highestModSeq)] Highest"))
+            }
+            if let qresync {
+                try await quickResync(qresync, mailbox: selected, messages: messages, session: session, output: output)
             }
             if session.isIMAP4rev2 {
                 // RFC 9051 §6.3.2: the mailbox's LIST response, with its canonical name.
@@ -330,6 +341,7 @@ extension IMAPCommandRunner {
     func status(tag: String, name: MailboxName, items: [StatusAttribute], session: inout IMAPSession, output: any IMAPOutput) async {
         guard let account = session.account,
               let decoded = await mailboxName(name, tag: tag, session: session, output: output) else { return }
+        if items.contains(.highestModSeq) { await enableCondStore(session: &session, output: output) }
         do {
             guard let mailbox = try await store.mailbox(accountID: account.id, name: decoded) else {
                 await output.write(line("\(tag) NO [NONEXISTENT] No such mailbox"))
@@ -344,7 +356,7 @@ extension IMAPCommandRunner {
 
     func statusLine(mailbox: MailboxRecord, items: [StatusAttribute], session: IMAPSession) async throws -> [UInt8] {
         var messages: [MessageRecord]?
-        if items.contains(where: { $0 == .unseen || $0 == .deleted || $0 == .size }) {
+        if items.contains(where: { $0 == .unseen || $0 == .deleted || $0 == .size || $0 == .deletedStorage }) {
             messages = try await store.messages(mailboxID: mailbox.id)
         }
         var w = IMAPResponseWriter(utf8Accepted: session.utf8Accepted)
@@ -363,6 +375,9 @@ extension IMAPCommandRunner {
             case .size: w.number(messages?.reduce(Int64(0)) { $0 + $1.size } ?? 0)
             case .recent: w.number(0)
             case .highestModSeq: w.number(mailbox.highestModSeq)
+            case .deletedStorage:
+                let bytes = messages?.filter { $0.flags.contains(.deleted) }.reduce(Int64(0)) { $0 + $1.size } ?? 0
+                w.number(IMAPQuota.kibibytes(bytes))
             }
         }
         w.raw(")")

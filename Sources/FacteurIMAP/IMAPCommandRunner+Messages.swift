@@ -19,8 +19,21 @@ extension IMAPCommandRunner {
         let needsSummary = IMAPFetchRenderer.needsSummary(attributes)
         let needsBytes = IMAPFetchRenderer.needsBytes(attributes)
         let marksSeen = IMAPFetchRenderer.setsSeen(attributes) && !selected.readOnly
-        let condStore = session.enabled.contains("CONDSTORE")
+        if modifiers.vanished {
+            // RFC 7162 §3.2.6: only UID FETCH, with CHANGEDSINCE, once QRESYNC is enabled.
+            guard uid, modifiers.changedSince != nil, session.qresyncEnabled else {
+                await output.write(line("\(tag) BAD VANISHED needs UID FETCH, CHANGEDSINCE and ENABLE QRESYNC"))
+                return
+            }
+        }
+        if modifiers.changedSince != nil || attributes.contains(.modSeq) {
+            await enableCondStore(session: &session, output: output)
+        }
+        let condStore = session.condStoreEnabled
         do {
+            if modifiers.vanished, let since = modifiers.changedSince {
+                try await fetchVanished(set: set, since: since, session: session, output: output)
+            }
             for (msn, messageUID) in messages {
                 guard var record = try await store.message(mailboxID: selected.id, uid: messageUID) else { continue }
                 if let since = modifiers.changedSince, record.modSeq <= since { continue }
@@ -30,8 +43,11 @@ extension IMAPCommandRunner {
                     record.modSeq = try await store.setFlags(mailboxID: selected.id, uid: messageUID, flags: record.flags,
                                                              keywords: record.keywords)
                     session.ownFlagChanges.insert(.init(uid: messageUID, modSeq: record.modSeq))
-                    // RFC 9051 §6.4.5: the changed flags are reported.
+                    // RFC 9051 §6.4.5: the changed flags are reported (RFC 7162 §3.1.4.1: with MODSEQ).
                     if !attributes.contains(.flags) { attributes.append(.flags) }
+                    if condStore, !attributes.contains(.modSeq) { attributes.append(.modSeq) }
+                    // RFC 7162 §3.1: ... and with the UID.
+                    if condStore, !attributes.contains(.uid) { attributes.insert(.uid, at: 0) }
                 }
                 let summary = needsSummary ? try await store.summary(messageID: record.id) : nil
                 let bytes = needsBytes ? try await store.messageBytes(messageID: record.id) : nil
@@ -88,7 +104,8 @@ extension IMAPCommandRunner {
             case .recent, .otherSystem: break
             }
         }
-        let condStore = session.enabled.contains("CONDSTORE") || unchangedSince != nil
+        if unchangedSince != nil { await enableCondStore(session: &session, output: output) }
+        let condStore = session.condStoreEnabled
         var modified: [UInt32] = []
         do {
             for (msn, messageUID) in messages {
@@ -122,7 +139,8 @@ extension IMAPCommandRunner {
                     var attributes: [FetchAttribute] = action.silent ? [] : [.flags]
                     if condStore { attributes.append(.modSeq) }
                     await output.write(IMAPFetchRenderer.render(msn: msn, record: record, summary: nil, bytes: nil,
-                                                                attributes: attributes, includeUID: uid, includeModSeq: false,
+                                                                // RFC 7162 §3.1: with CONDSTORE, UID and MODSEQ always.
+                                                                attributes: attributes, includeUID: uid || condStore, includeModSeq: false,
                                                                 utf8: session.utf8Accepted))
                 }
             }
@@ -208,7 +226,13 @@ extension IMAPCommandRunner {
             restrict = Set(messages.map(\.uid))
         }
         if await expungeDeleted(session: &session, output: output, only: restrict) {
-            await finish(tag, "\(only == nil ? "EXPUNGE" : "UID EXPUNGE") completed", session: &session, output: output, expunges: true)
+            // RFC 7162 §3.2.7: with CONDSTORE on, the tagged OK carries the new HIGHESTMODSEQ.
+            var code = ""
+            if session.condStoreEnabled, let account = session.account,
+               let mailbox = try? await store.mailbox(accountID: account.id, name: selected.name) {
+                code = "[HIGHESTMODSEQ \(mailbox.highestModSeq)] "
+            }
+            await finish(tag, "\(code)\(only == nil ? "EXPUNGE" : "UID EXPUNGE") completed", session: &session, output: output, expunges: true)
         } else {
             await output.write(line("\(tag) NO [UNAVAILABLE] Expunge failed"))
         }
@@ -238,6 +262,13 @@ extension IMAPCommandRunner {
         guard var selected = session.selected else { return }
         var indices: [Int] = []
         for (i, u) in selected.uids.enumerated() where uids.contains(u) { indices.append(i) }
+        if session.qresyncEnabled {
+            // RFC 7162 §3.2.10: once QRESYNC is enabled, VANISHED (by UID) replaces EXPUNGE.
+            await writeVanished(indices.map { selected.uids[$0] }, earlier: false, output: output)
+            for i in indices.reversed() { selected.uids.remove(at: i) }
+            session.selected = selected
+            return
+        }
         for i in indices.reversed() {
             await output.write(line("* \(i + 1) EXPUNGE"))
             selected.uids.remove(at: i)
@@ -303,6 +334,8 @@ extension IMAPCommandRunner {
             await output.write(line("\(tag) NO [BADCHARSET (UTF-8 US-ASCII)] Unsupported charset"))
             return
         }
+        let usesModSeq = command.key.usesModSeq
+        if usesModSeq { await enableCondStore(session: &session, output: output) }
         do {
             let records = try await store.messages(mailboxID: selected.id)
             var byUID: [UInt32: MessageRecord] = [:]
@@ -314,6 +347,8 @@ extension IMAPCommandRunner {
                 if try await matcher.matches(command.key, msn: i + 1, record: record) { matches.append((i + 1, messageUID)) }
             }
             let numbers = matches.map { uid ? $0.uid : UInt32($0.msn) }
+            // RFC 7162 §3.1.5: with MODSEQ in the criteria, the highest MODSEQ of the matches.
+            let highest = usesModSeq ? matches.compactMap { byUID[$0.uid]?.modSeq }.max() : nil
             if let options = command.returnOptions {
                 let set = Set(options)
                 if set.contains(.save) { session.savedSearch = matches.map(\.uid) }
@@ -326,10 +361,11 @@ extension IMAPCommandRunner {
                     if set.contains(.max), let m = numbers.last { parts.append("MAX \(m)") }
                     if set.contains(.count) { parts.append("COUNT \(numbers.count)") }
                     if all, !numbers.isEmpty { parts.append("ALL \(SequenceSetText.compress(numbers))") }
+                    if let highest { parts.append("MODSEQ \(highest)") }
                     await output.write(line(parts.joined(separator: " ")))
                 }
             } else {
-                await output.write(line("* SEARCH" + numbers.map { " \($0)" }.joined()))
+                await output.write(line("* SEARCH" + numbers.map { " \($0)" }.joined() + (highest.map { " (MODSEQ \($0))" } ?? "")))
             }
             await finish(tag, "\(uid ? "UID SEARCH" : "SEARCH") completed", session: &session, output: output, expunges: uid)
         } catch {

@@ -94,8 +94,10 @@ public struct IMAPCommandRunner: Sendable {
             var newly: [String] = []
             for name in names {
                 let upper = name.uppercased()
-                guard ["IMAP4REV2", "UTF8=ACCEPT", "CONDSTORE"].contains(upper), !session.enabled.contains(upper) else { continue }
+                guard ["IMAP4REV2", "UTF8=ACCEPT", "CONDSTORE", "QRESYNC"].contains(upper), !session.enabled.contains(upper) else { continue }
                 session.enabled.insert(upper)
+                // RFC 7162 §3.2.3: QRESYNC implies CONDSTORE.
+                if upper == "QRESYNC" { session.enabled.insert("CONDSTORE") }
                 newly.append(upper == "IMAP4REV2" ? "IMAP4rev2" : upper)
             }
             await output.write(line("* ENABLED" + newly.map { " " + $0 }.joined()))
@@ -111,11 +113,11 @@ public struct IMAPCommandRunner: Sendable {
             return await login(tag: tag, user: user, password: password, session: &session, output: output)
         case .authenticate(let mechanism, let initial):
             return await authenticate(tag: tag, mechanism: mechanism, initialResponse: initial, session: &session, output: output)
-        case .select(let name, let condStore), .examine(let name, let condStore):
+        case .select(let name, let condStore, let qresync), .examine(let name, let condStore, let qresync):
             if case .select = command.kind {
-                await select(tag: tag, name: name, readOnly: false, condStore: condStore, session: &session, output: output)
+                await select(tag: tag, name: name, readOnly: false, condStore: condStore, qresync: qresync, session: &session, output: output)
             } else {
-                await select(tag: tag, name: name, readOnly: true, condStore: condStore, session: &session, output: output)
+                await select(tag: tag, name: name, readOnly: true, condStore: condStore, qresync: qresync, session: &session, output: output)
             }
         case .create(let name, let uses):
             await create(tag: tag, name: name, uses: uses, session: &session, output: output)
@@ -162,6 +164,13 @@ public struct IMAPCommandRunner: Sendable {
             await store(tag: tag, set: set, action: action, unchangedSince: unchangedSince, uid: uid, session: &session, output: output)
         case .copy(let set, let target, let uid):
             await copy(tag: tag, set: set, target: target, move: false, uid: uid, session: &session, output: output)
+        case .getQuota(let root):
+            await getQuota(tag: tag, root: root, session: &session, output: output)
+        case .getQuotaRoot(let name):
+            await getQuotaRoot(tag: tag, name: name, session: &session, output: output)
+        case .setQuota:
+            // RFC 9208 §4.1.3: limits are the administrator's (`facteur account quota`); no QUOTASET.
+            await output.write(line("\(tag) NO [NOPERM] Quotas are set by the administrator"))
         case .move(let set, let target, let uid):
             await copy(tag: tag, set: set, target: target, move: true, uid: uid, session: &session, output: output)
         case .search(let search, let uid):

@@ -58,16 +58,48 @@ extension Cursor {
             try space()
             let mailbox = try mailbox()
             var condStore = false
+            var qresync: QResyncParameters?
             if peek(is: 0x20) {
                 index += 1
-                let params = try list(allowEmpty: false) { c -> String in
+                // RFC 7162 §3.1.8 CONDSTORE; §3.2.5 QRESYNC (uidvalidity mod-sequence-value [SP known-uids]
+                // [SP seq-match-data]); seq-match-data = "(" known-sequence-set SP known-uid-set ")".
+                _ = try list(allowEmpty: false) { c -> Int in
                     let param = try c.word()
-                    guard param == "CONDSTORE" else { throw ParseFailure.bad("unsupported SELECT parameter \(param)") }
-                    return param
+                    switch param {
+                    case "CONDSTORE":
+                        condStore = true
+                    case "QRESYNC":
+                        guard qresync == nil else { throw ParseFailure.bad("QRESYNC given twice") }
+                        try c.space()
+                        try c.expect(UInt8(ascii: "("), "(")
+                        let uidValidity = try c.nzNumber()
+                        try c.space()
+                        let modSeq = try c.number64()
+                        guard modSeq > 0 else { throw ParseFailure.bad("mod-sequence-value must not be zero") }
+                        var parameters = QResyncParameters(uidValidity: uidValidity, modSeq: modSeq)
+                        if c.peek(is: 0x20) {
+                            c.index += 1
+                            if c.peek(is: UInt8(ascii: "(")) {
+                                parameters.sequenceMatch = try c.sequenceMatch()
+                            } else {
+                                parameters.knownUIDs = try c.sequenceSet()
+                                if c.peek(is: 0x20) {
+                                    c.index += 1
+                                    parameters.sequenceMatch = try c.sequenceMatch()
+                                }
+                            }
+                        }
+                        try c.expect(UInt8(ascii: ")"), ")")
+                        if case .saved? = parameters.knownUIDs { throw ParseFailure.bad("$ is not allowed in QRESYNC") }
+                        qresync = parameters
+                    default:
+                        throw ParseFailure.bad("unsupported SELECT parameter \(param)")
+                    }
+                    return 0
                 }
-                condStore = params.contains("CONDSTORE")
             }
-            return name == "SELECT" ? .select(mailbox, condStore: condStore) : .examine(mailbox, condStore: condStore)
+            return name == "SELECT" ? .select(mailbox, condStore: condStore, qresync: qresync)
+                                     : .examine(mailbox, condStore: condStore, qresync: qresync)
 
         // create = "CREATE" SP mailbox [create-params]; RFC 6154 §3: "USE" SP "(" [use-attr *(SP use-attr)] ")"
         case "CREATE":
@@ -121,6 +153,25 @@ extension Cursor {
             return .status(mailbox, items)
 
         case "APPEND": return try append()
+
+        // RFC 9208 §4.1: getquota = "GETQUOTA" SP quota-root-name; getquotaroot = "GETQUOTAROOT" SP mailbox;
+        // setquota = "SETQUOTA" SP quota-root-name SP setquota-list, each resource-name SP number64.
+        case "GETQUOTA":
+            try space()
+            return .getQuota(root: try astring())
+        case "GETQUOTAROOT":
+            try space()
+            return .getQuotaRoot(try mailbox())
+        case "SETQUOTA":
+            try space()
+            let root = try astring()
+            try space()
+            _ = try list { c -> UInt64 in
+                _ = try c.atom()
+                try c.space()
+                return try c.number64()
+            }
+            return .setQuota(root: root)
 
         // id = "ID" SP id-params-list; id-params-list = "(" *(string SP nstring) ")" / nil (RFC 2971 §4)
         case "ID":

@@ -308,6 +308,18 @@ struct Cursor {
         }
     }
 
+    /// seq-match-data = "(" known-sequence-set SP known-uid-set ")" (RFC 7162 §3.2.5).
+    mutating func sequenceMatch() throws -> (sequences: SequenceSet, uids: SequenceSet) {
+        try expect(UInt8(ascii: "("), "(")
+        let sequences = try sequenceSet()
+        try space()
+        let uids = try sequenceSet()
+        try expect(UInt8(ascii: ")"), ")")
+        if case .saved = sequences { throw ParseFailure.bad("$ is not allowed in QRESYNC") }
+        if case .saved = uids { throw ParseFailure.bad("$ is not allowed in QRESYNC") }
+        return (sequences, uids)
+    }
+
     // MARK: Dates (RFC 9051 §9 `date`, `date-time`)
 
     mutating func month() throws -> Int {

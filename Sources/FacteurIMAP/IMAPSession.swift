@@ -120,7 +120,7 @@ public struct IMAPSession: Sendable {
     /// The authenticated account.
     public internal(set) var account: AccountRecord?
     public internal(set) var selected: SelectedMailbox?
-    /// ENABLE'd extensions (RFC 5161): IMAP4REV2, UTF8=ACCEPT, CONDSTORE.
+    /// ENABLE'd extensions (RFC 5161): IMAP4REV2, UTF8=ACCEPT, CONDSTORE, QRESYNC.
     public internal(set) var enabled: Set<String> = []
     /// SEARCHRES (RFC 5182): the UIDs saved by the last SEARCH RETURN (SAVE).
     var savedSearch: [UInt32] = []
@@ -166,7 +166,8 @@ public struct IMAPSession: Sendable {
         }
         caps += ["LITERAL+", "ENABLE", "IDLE", "NAMESPACE", "ID", "UNSELECT", "UIDPLUS", "MOVE", "CHILDREN",
                  "SPECIAL-USE", "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "ESEARCH", "SEARCHRES",
-                 "UTF8=ACCEPT", "STATUS=SIZE", "MULTIAPPEND", "BINARY", "APPENDLIMIT=\(configuration.limits.maxMessageSize)"]
+                 "UTF8=ACCEPT", "STATUS=SIZE", "MULTIAPPEND", "BINARY", "CONDSTORE", "QRESYNC",
+                 "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE", "APPENDLIMIT=\(configuration.limits.maxMessageSize)"]
         return caps
     }
 
@@ -180,7 +181,7 @@ public struct IMAPSession: Sendable {
         case .startTLS, .authenticate, .login:
             return state == .notAuthenticated
         case .enable, .select, .examine, .create, .delete, .rename, .subscribe, .unsubscribe, .list, .lsub, .namespace,
-             .status, .append, .idle:
+             .status, .append, .idle, .getQuota, .getQuotaRoot, .setQuota:
             return state == .authenticated || state == .selected
         case .check, .close, .unselect, .expunge, .uidExpunge, .search, .fetch, .store, .copy, .move:
             return state == .selected
