@@ -17,4 +17,19 @@ final class IMAPEndToEndTests: E2ETestCase {
         XCTAssertEqual(result.status, 0, result.summary)
         XCTAssertTrue(result.stdoutText.contains("all passed"), result.summary)
     }
+
+    /// STARTTLS, IMAPS, SCRAM-SHA-256 (checked by scramp), CONDSTORE/QRESYNC resync, VANISHED, MODIFIED.
+    func testSyncExtensionsOverTLS() throws {
+        let binary = try FacteurBinary.url()
+        let python = try RequiredTool.path("python3")
+        var environment = ProcessInfo.processInfo.environment
+        environment["FACTEUR"] = binary.path
+        let result = try Subprocess.run(python, [E2EScripts.path("imap_sync.py")], timeout: 300,
+                                        workingDirectory: E2EScripts.directory, environment: environment)
+        XCTAssertEqual(result.status, 0, result.summary)
+        XCTAssertTrue(result.stdoutText.contains("all passed"), result.summary)
+        if RequiredTool.requireAll {
+            XCTAssertFalse(result.stdoutText.lowercased().contains("skip"), "nothing may be skipped in CI: \(result.summary)")
+        }
+    }
 }
