@@ -70,7 +70,16 @@ public struct ServerConfiguration: Sendable {
     /// Submission limits per account, to contain a compromised account.
     public var submissionMessagesPerHour = 500
     public var submissionRecipientsPerHour = 2_000
-    public var listeners: [ListenerConfiguration] = [ListenerConfiguration(proto: .smtp, address: "127.0.0.1", port: 2525)]
+    /// Development defaults (DESIGN.md): unprivileged loopback ports, so a first run needs no root.
+    public var listeners: [ListenerConfiguration] = [
+        ListenerConfiguration(proto: .smtp, address: "127.0.0.1", port: 2525),
+        ListenerConfiguration(proto: .submission, address: "127.0.0.1", port: 2587),
+        ListenerConfiguration(proto: .submissions, address: "127.0.0.1", port: 2465),
+        ListenerConfiguration(proto: .imap, address: "127.0.0.1", port: 1143),
+        ListenerConfiguration(proto: .imaps, address: "127.0.0.1", port: 1993),
+        ListenerConfiguration(proto: .pop3, address: "127.0.0.1", port: 1110),
+        ListenerConfiguration(proto: .pop3s, address: "127.0.0.1", port: 1995),
+    ]
 
     public init() {}
 

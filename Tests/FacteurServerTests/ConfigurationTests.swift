@@ -6,7 +6,10 @@ final class ConfigurationTests: XCTestCase {
         let configuration = ServerConfiguration()
         XCTAssertEqual(configuration.dataDirectory, "./facteur-data")
         XCTAssertEqual(configuration.primaryDomain, "localhost")
-        XCTAssertEqual(configuration.listeners, [ListenerConfiguration(proto: .smtp, address: "127.0.0.1", port: 2525)])
+        XCTAssertEqual(configuration.listeners.map { "\($0.proto.rawValue)=\($0.address):\($0.port)" },
+                       ["smtp=127.0.0.1:2525", "submission=127.0.0.1:2587", "submissions=127.0.0.1:2465", "imap=127.0.0.1:1143",
+                        "imaps=127.0.0.1:1993", "pop3=127.0.0.1:1110", "pop3s=127.0.0.1:1995"])
+        XCTAssertNoThrow(try configuration.validateListeners())
     }
 
     func testFullFile() throws {
