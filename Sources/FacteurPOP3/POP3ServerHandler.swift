@@ -178,20 +178,22 @@ public final class POP3ServerHandler: ChannelDuplexHandler, DrainableSession, @u
 
     // MARK: Draining (called from any thread)
 
+    // `context` is set in handlerAdded, before the session registers for draining (the registry's
+    // lock orders the two); it is only used on its event loop.
     public func drain() {
-        guard let context else { return }
-        context.eventLoop.execute {
-            guard !self.closing else { return }
+        guard let loop = context?.eventLoop else { return }
+        loop.execute {
+            guard let context = self.context, !self.closing else { return }
             self.apply { $0.drain() }
             context.flush()
         }
     }
 
     public func forceClose() {
-        guard let context else { return }
-        context.eventLoop.execute {
+        guard let loop = context?.eventLoop else { return }
+        loop.execute {
             self.closing = true
-            context.close(promise: nil)
+            self.context?.close(promise: nil)
         }
     }
 

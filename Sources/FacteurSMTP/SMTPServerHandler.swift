@@ -187,10 +187,12 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
 
     // MARK: Draining (called from any thread)
 
+    // `context` is set in handlerAdded, before the session registers for draining (the registry's
+    // lock orders the two), so reading it here is safe; it is only used on its event loop.
     public func drain() {
-        guard let context else { return }
-        context.eventLoop.execute {
-            guard let session = self.session, !self.closing else { return }
+        guard let loop = context?.eventLoop else { return }
+        loop.execute {
+            guard let context = self.context, let session = self.session, !self.closing else { return }
             var updated = session
             let actions = updated.drain()
             self.session = updated
@@ -200,15 +202,15 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
     }
 
     public func forceClose() {
-        guard let context else { return }
-        context.eventLoop.execute {
-            guard !self.closing else { return }
+        guard let loop = context?.eventLoop else { return }
+        loop.execute {
+            guard let context = self.context, !self.closing else { return }
             self.closing = true
             // RFC 5321 §3.8: say why, even in the middle of a message, before closing.
             self.writeReply(.shuttingDown)
             self.closeAfterFlush(context: context)
             // A peer that reads nothing (or a TLS handshake that never ends) must not hold us up.
-            context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(2)) { context.close(promise: nil) }
+            loop.assumeIsolated().scheduleTask(in: .seconds(2)) { self.context?.close(promise: nil) }
         }
     }
 
