@@ -141,6 +141,7 @@ let package = Package(
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]),
         .testTarget(name: "FacteurPOP3Tests", dependencies: [
+            "FacteurTestSupport",
             "FacteurPOP3", "FacteurStore", "FacteurNet", "FacteurIdentity",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
@@ -148,6 +149,7 @@ let package = Package(
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]),
         .testTarget(name: "FacteurIMAPTests", dependencies: [
+            "FacteurTestSupport",
             "FacteurIMAP", "FacteurStore", "FacteurIdentity", "FacteurMIME", "FacteurNet",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,6 +1,7 @@
 import FacteurIdentity
 @testable import FacteurIMAP
 import FacteurStore
+import FacteurTestSupport
 import Foundation
 import Logging
 import NIOCore
@@ -61,51 +62,7 @@ final class IMAPListenerTests: IMAPStoreTestCase {
 }
 
 /// A blocking loopback client reading CRLF lines.
-final class LineClient {
-    let fd: Int32
-    private var pending: [UInt8] = []
-
-    init(port: Int) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard result == 0 else { throw POSIXError(.ECONNREFUSED) }
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    }
-
-    deinit { close(fd) }
-
-    func send(_ text: String) {
-        let bytes = Array(text.utf8)
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n <= 0 { return }
-            offset += n
-        }
-    }
-
-    func readLine() -> String? {
-        while true {
-            if let lf = pending.firstIndex(of: 0x0A) {
-                var line = Array(pending[..<lf])
-                pending.removeFirst(lf + 1)
-                if line.last == 0x0D { line.removeLast() }
-                return String(decoding: line, as: UTF8.self)
-            }
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n <= 0 { return nil }
-            pending.append(contentsOf: buffer[..<n])
-        }
-    }
-
+final class LineClient: LoopbackLineClient {
     func readUntil(tag: String) -> [String] {
         var lines: [String] = []
         while let line = readLine() {

@@ -5,6 +5,7 @@
 import FacteurIdentity
 import FacteurNet
 import FacteurStore
+import FacteurTestSupport
 import Foundation
 import Logging
 import NIOCore
@@ -16,54 +17,8 @@ import Glibc
 @testable import FacteurPOP3
 
 /// A blocking POP3 client for tests.
-final class POP3TestClient {
-    let fd: Int32
-    private var pending: [UInt8] = []
-
-    init(port: Int) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard result == 0 else { throw POSIXError(.ECONNREFUSED) }
-        var timeout = timeval(tv_sec: 10, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    }
-
-    deinit { close(fd) }
-
-    func send(_ text: String) { send(Array(text.utf8)) }
-
-    func send(_ bytes: [UInt8]) {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n <= 0 { return }
-            offset += n
-        }
-    }
-
-    /// One line without CRLF, as bytes; nil on EOF or timeout.
-    func readLineBytes() -> [UInt8]? {
-        var searched = 0
-        while true {
-            if let lf = pending[searched...].firstIndex(of: 10) {
-                var line = Array(pending[..<lf])
-                pending.removeFirst(lf + 1)
-                if line.last == 13 { line.removeLast() }
-                return line
-            }
-            searched = pending.count
-            var buffer = [UInt8](repeating: 0, count: 65536)
-            let n = recv(fd, &buffer, buffer.count, 0)
-            if n <= 0 { return nil }
-            pending += buffer[..<n]
-        }
-    }
+final class POP3TestClient: LoopbackLineClient {
+    init(port: Int) throws { try super.init(port: port, timeout: 10) }
 
     func line() -> String { readLineBytes().map { String(decoding: $0, as: UTF8.self) } ?? "EOF" }
 

@@ -1,5 +1,6 @@
 import FacteurSMTP
 import FacteurStore
+import FacteurTestSupport
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -38,38 +39,8 @@ final class RecordingBackend: SMTPBackend {
     var messages: [String] { stored.withLockedValue { $0.map { String(decoding: $0.1, as: UTF8.self) } } }
 }
 
-/// A blocking loopback client that reads replies line by line.
-final class TestClient {
-    let fd: Int32
-    private var pending: [UInt8] = []
-
-    init(port: Int) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard result == 0 else { throw POSIXError(.ECONNREFUSED) }
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    }
-
-    deinit { close(fd) }
-
-    func send(_ text: String) { send(Array(text.utf8)) }
-
-    func send(_ bytes: [UInt8]) {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n <= 0 { return }
-            offset += n
-        }
-    }
-
+/// A loopback client that reads SMTP replies.
+final class TestClient: LoopbackLineClient {
     /// Reads one whole (possibly multi-line) reply; returns its lines, or [] on EOF/timeout.
     func reply() -> [String] {
         var lines: [String] = []
@@ -86,32 +57,6 @@ final class TestClient {
         let parts = last.split(separator: " ", maxSplits: 2)
         if parts.count >= 2, parts[1].first?.isNumber == true, parts[1].contains(".") { return "\(parts[0]) \(parts[1])" }
         return String(last.prefix(3))
-    }
-
-    func readLine() -> String? {
-        while true {
-            if let lf = pending.firstIndex(of: 10) {
-                let line = Array(pending[..<lf])
-                pending.removeFirst(lf + 1)
-                return String(decoding: line.last == 13 ? line.dropLast() : line[...], as: UTF8.self)
-            }
-            var buffer = [UInt8](repeating: 0, count: 65536)
-            let n = recv(fd, &buffer, buffer.count, 0)
-            if n <= 0 { return nil }
-            pending += buffer[..<n]
-        }
-    }
-
-    /// True when the server has nothing more to say within `wait` (and did not close).
-    func isSilent(for wait: TimeInterval) -> Bool {
-        var timeout = timeval(tv_sec: 0, tv_usec: Int(wait * 1_000_000))
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        defer {
-            var normal = timeval(tv_sec: 5, tv_usec: 0)
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &normal, socklen_t(MemoryLayout<timeval>.size))
-        }
-        var byte: UInt8 = 0
-        return pending.isEmpty && recv(fd, &byte, 1, Int32(MSG_PEEK)) < 0
     }
 }
 
