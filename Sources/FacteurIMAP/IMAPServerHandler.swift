@@ -93,7 +93,7 @@ public final class IMAPServerHandler: ChannelDuplexHandler, DrainableSession, @u
         var sessionConfiguration = configuration
         sessionConfiguration.tlsAvailable = configuration.tlsAvailable && sslContext != nil && !configuration.implicitTLS
         sessionConfiguration.allowPlaintextAuthentication = configuration.allowPlaintextAuthentication
-            || (allowPlaintextOnLoopback && Self.isLoopback(clientAddress))
+            || (allowPlaintextOnLoopback && ClientAddress.isLoopback(clientAddress))
         let session = IMAPSession(configuration: sessionConfiguration, clientAddress: clientAddress)
         self.session = session
 
@@ -358,10 +358,6 @@ public final class IMAPServerHandler: ChannelDuplexHandler, DrainableSession, @u
             }
             self.sayGoodbye("* BYE Autologout; idle for too long", context: context)
         }
-    }
-
-    static func isLoopback(_ address: String) -> Bool {
-        address.hasPrefix("127.") || address == "::1" || address.hasPrefix("::ffff:127.")
     }
 }
 

@@ -79,11 +79,6 @@ public final class POP3ServerHandler: ChannelDuplexHandler, DrainableSession, @u
         self.lines = LineBuffer(maxLineLength: limits.maxLineLength)
     }
 
-    /// 127.0.0.0/8, ::1 and IPv4-mapped loopback.
-    static func isLoopback(_ address: String) -> Bool {
-        address.hasPrefix("127.") || address == "::1" || address.hasPrefix("::ffff:127.")
-    }
-
     // MARK: Channel events
 
     public func handlerAdded(context: ChannelHandlerContext) {
@@ -95,7 +90,7 @@ public final class POP3ServerHandler: ChannelDuplexHandler, DrainableSession, @u
         var sessionConfiguration = configuration
         sessionConfiguration.tlsAvailable = configuration.tlsAvailable && sslContext != nil && !configuration.implicitTLS
         session = POP3Session(configuration: sessionConfiguration,
-                              plaintextAllowedInClear: limits.allowPlaintextOnLoopback && Self.isLoopback(clientAddress))
+                              plaintextAllowedInClear: limits.allowPlaintextOnLoopback && ClientAddress.isLoopback(clientAddress))
 
         if let limiter {
             switch limiter.acquire(address: clientAddress) {

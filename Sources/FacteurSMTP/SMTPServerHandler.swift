@@ -98,7 +98,7 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
         sessionConfiguration.tlsAvailable = configuration.tlsAvailable && sslContext != nil
         // Passwords in the clear without TLS: loopback clients only, and only when allowed.
         sessionConfiguration.allowPlaintextAuthWithoutTLS = configuration.allowPlaintextAuthWithoutTLS
-            && Self.isLoopback(context.remoteAddress)
+            && ClientAddress.isLoopback(context.remoteAddress)
         session = SMTPSession(configuration: sessionConfiguration, clientAddress: clientAddress)
 
         if let limiter {
@@ -350,11 +350,6 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
                 closeAfterFlush(context: context)
             }
         }
-    }
-
-    static func isLoopback(_ address: SocketAddress?) -> Bool {
-        guard let ip = address?.ipAddress else { return false }
-        return ip.hasPrefix("127.") || ip == "::1" || ip.hasPrefix("::ffff:127.")
     }
 
     // MARK: SASL (RFC 4954)
