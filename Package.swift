@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
+        .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
     ],
     targets: [
         // RFC 5322 / MIME parsing. No NIO, no store.
@@ -108,9 +109,12 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
 
-        // Mail authentication: SPF (RFC 7208), DKIM (RFC 6376, 8301, 8463).
+        // Mail authentication: SPF (RFC 7208), DKIM (RFC 6376, 8301, 8463), DMARC (RFC 7489, DMARCbis)
+        // and its reports, ARC (RFC 8617), Authentication-Results (RFC 8601).
         .target(name: "FacteurMailAuth", dependencies: [
             "FacteurDNS", "FacteurMIME",
+            .product(name: "CompressNIO", package: "compress-nio"),
+            .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
