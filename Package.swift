@@ -85,6 +85,7 @@ let package = Package(
         // Composition root: config, store, listeners, lifecycle.
         .target(name: "FacteurServer", dependencies: [
             "FacteurNet", "FacteurStore", "FacteurIdentity", "FacteurSMTP", "FacteurPOP3", "FacteurIMAP", "FacteurMIME", "FacteurQueue", "FacteurDNS",
+            "FacteurMailAuth",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -104,7 +105,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "facteur", dependencies: [
-            "FacteurServer", "FacteurStore", "FacteurIdentity", "FacteurQueue",
+            "FacteurServer", "FacteurStore", "FacteurIdentity", "FacteurQueue", "FacteurMailAuth",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -167,3 +167,52 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible {
         try SocketAddress(ipAddress: description, port: port)
     }
 }
+
+/// An address block, `192.0.2.0/24` or `2001:db8::/32` (a bare address is a /32 or /128):
+/// for configuration lists such as trusted networks and known forwarders.
+public struct IPNetwork: Hashable, Sendable, CustomStringConvertible {
+    public let address: IPAddress
+    public let prefixLength: Int
+
+    public init?(_ text: String) {
+        let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let address = IPAddress(String(parts[0])) else { return nil }
+        let maximum = address.bytes.count * 8
+        if parts.count == 2 {
+            guard let length = Int(parts[1]), (0...maximum).contains(length) else { return nil }
+            prefixLength = length
+        } else {
+            prefixLength = maximum
+        }
+        self.address = address
+    }
+
+    public func contains(_ candidate: IPAddress) -> Bool {
+        Self.prefixMatches(candidate.bytes, address.bytes, prefixLength)
+    }
+
+    /// The first `prefix` bits of `a` and `b` are equal (and both are of one family).
+    public static func prefixMatches(_ a: [UInt8], _ b: [UInt8], _ prefix: Int) -> Bool {
+        guard a.count == b.count, prefix >= 0, prefix <= a.count * 8 else { return false }
+        var bits = prefix
+        for (x, y) in zip(a, b) {
+            if bits <= 0 { return true }
+            let mask: UInt8 = bits >= 8 ? 0xFF : ~(0xFF >> UInt8(bits))
+            if x & mask != y & mask { return false }
+            bits -= 8
+        }
+        return true
+    }
+
+    public var description: String { "\(address)/\(prefixLength)" }
+}
+
+extension IPAddress {
+    /// The address octets, 4 or 16.
+    public var bytes: [UInt8] {
+        switch self {
+        case .v4(let a): a.bytes
+        case .v6(let a): a.bytes
+        }
+    }
+}

@@ -315,15 +315,7 @@ struct SPFEvaluation {
     }
 
     static func inNetwork(_ address: [UInt8], _ network: [UInt8], _ prefix: Int) -> Bool {
-        guard address.count == network.count, prefix >= 0, prefix <= address.count * 8 else { return false }
-        var bits = prefix
-        for (a, n) in zip(address, network) {
-            if bits <= 0 { return true }
-            let mask: UInt8 = bits >= 8 ? 0xFF : ~(0xFF >> UInt8(bits))
-            if a & mask != n & mask { return false }
-            bits -= 8
-        }
-        return true
+        IPNetwork.prefixMatches(address, network, prefix)
     }
 
     /// §6.2: the explanation TXT record, macro-expanded; any problem gives no explanation.

@@ -75,6 +75,12 @@ public protocol OutboundQueue: Sendable {
     func enqueue(_ submission: QueueSubmission) async throws -> QueuedMessage
 }
 
+/// Signs what leaves (DKIM, RFC 6376): returns header fields (CRLF-terminated) to put before
+/// everything else in the queued message, or nothing when no key covers the message's author.
+public protocol OutboundMessageSigner: Sendable {
+    func signatureFields(for submission: QueueSubmission) async -> [UInt8]
+}
+
 /// Runs delivery until cancelled (`run()`), or one pass at a time (`runOnce()`, for tests with
 /// an injected clock). Conform it to ServiceLifecycle's `Service` where it is composed.
 public final class QueueDeliveryService: OutboundQueue, Sendable {
@@ -86,10 +92,13 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
     let owner = "worker-\(UUID().uuidString)"
     let wakeup = Wakeup()
     let group: any EventLoopGroup
+    /// Signs every message queued here, DSNs included; nil: nothing is signed.
+    let signer: (any OutboundMessageSigner)?
 
     public init(store: SQLiteMailStore, resolver: any DNSResolver, configuration: QueueConfiguration,
-                group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+                group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, signer: (any OutboundMessageSigner)? = nil,
                 logger: Logger = Logger(label: "facteur.queue"), clock: @escaping @Sendable () -> Date = { Date() }) {
+        self.signer = signer
         self.store = store
         self.configuration = configuration
         self.router = MXRouter(resolver: resolver, ipv6Enabled: configuration.ipv6Enabled, port: configuration.mxPort)
@@ -100,9 +109,19 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
 
     /// Queues a message (durably) and wakes the worker. Use this from SMTP submission.
     public func enqueue(_ submission: QueueSubmission) async throws -> QueuedMessage {
-        let message = try await store.enqueue(submission, now: clock(), times: configuration.times)
+        let message = try await store.enqueue(await signed(submission), now: clock(), times: configuration.times)
         wakeup.signal()
         return message
+    }
+
+    /// The submission with its DKIM-Signature fields in front.
+    func signed(_ submission: QueueSubmission) async -> QueueSubmission {
+        guard let signer else { return submission }
+        let fields = await signer.signatureFields(for: submission)
+        guard !fields.isEmpty else { return submission }
+        var signed = submission
+        signed.headerPrefix = fields + submission.headerPrefix
+        return signed
     }
 
     /// Wakes the worker (after `facteur queue retry` in the same process, for instance).
@@ -451,9 +470,9 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
                                       recipients: recipients, original: original, ret: message.ret,
                                       willRetryUntil: willRetryUntil, now: now, utf8: message.requiresSMTPUTF8)
             // The null reverse-path: a DSN is never answered by another DSN (RFC 3461 §6.2).
-            _ = try await store.enqueue(QueueSubmission(sender: "", recipients: [QueueRecipientInput(address: message.sender)],
-                                                        message: .memory(bytes),
-                                                        requiresSMTPUTF8: message.requiresSMTPUTF8),
+            _ = try await store.enqueue(await signed(QueueSubmission(sender: "", recipients: [QueueRecipientInput(address: message.sender)],
+                                                                     message: .memory(bytes),
+                                                                     requiresSMTPUTF8: message.requiresSMTPUTF8)),
                                         now: now, times: QueueTimes(lifetime: configuration.times.lifetime, delayWarning: nil))
             logger.info("queued a DSN (\(recipients.first?.action.rawValue ?? "")) to \(message.sender) for message \(message.id)")
         } catch {

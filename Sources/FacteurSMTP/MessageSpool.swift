@@ -20,6 +20,8 @@ final class MessageSpool {
     private var memory: [UInt8] = []
     private var fd: Int32 = -1
     private var path: String?
+    /// Sees every byte kept (sender authentication hashes the body as it streams in).
+    var digest: (any MessageDigest)?
 
     init(maxSize: Int, memoryLimit: Int, directory: String) {
         self.maxSize = maxSize
@@ -35,6 +37,7 @@ final class MessageSpool {
         size += bytes.count
         if size > maxSize { exceededMaximumSize = true; dropKept(); return }
         if exceededMaximumSize || failed { return }
+        digest?.consume(bytes)
         if fd < 0, memory.count + bytes.count > memoryLimit { spill() }
         if fd >= 0 {
             writeAll(bytes)
@@ -60,7 +63,15 @@ final class MessageSpool {
         return .memory(memory)
     }
 
+    /// What the digest made of the message; nil when the message was not kept whole.
+    func finishDigest() -> (any Sendable)? {
+        defer { digest = nil }
+        guard !failed, !exceededMaximumSize else { return nil }
+        return digest?.finish()
+    }
+
     func discard() {
+        digest = nil
         dropKept()
     }
 

@@ -19,12 +19,20 @@ public protocol SMTPBackend: Sendable {
     func deliver(_ transaction: SMTPTransaction, message: MessageData) async -> DeliveryVerdict
     /// A password login recomputed weaker credentials (e.g. added SCRAM keys): keep them.
     func saveUpgradedCredentials(account: String, _ credentials: StoredCredentials) async
+    /// Something to watch the next message's bytes as they arrive (nil: nothing watches).
+    func makeMessageDigest(authenticated: Bool) -> (any MessageDigest)?
+    /// `deliver` with what the digest found.
+    func deliver(_ transaction: SMTPTransaction, message: MessageData, digest: (any Sendable)?) async -> DeliveryVerdict
 }
 
 extension SMTPBackend {
     /// Secure default: nobody may send as anyone.
     public func checkSender(_ sender: SMTPMailbox?, account: String) async -> SenderVerdict { .notOwned }
     public func saveUpgradedCredentials(account: String, _ credentials: StoredCredentials) async {}
+    public func makeMessageDigest(authenticated: Bool) -> (any MessageDigest)? { nil }
+    public func deliver(_ transaction: SMTPTransaction, message: MessageData, digest: (any Sendable)?) async -> DeliveryVerdict {
+        await deliver(transaction, message: message)
+    }
 }
 
 public struct StoreSMTPBackend: SMTPBackend {
@@ -37,10 +45,14 @@ public struct StoreSMTPBackend: SMTPBackend {
     let rateLimiter: SubmissionRateLimiter?
     /// Where authenticated mail for other domains goes; nil: it is refused (550 5.3.5).
     let queue: (any OutboundQueue)?
+    /// Checks mail from unauthenticated clients (sender authentication); nil: none.
+    let inspector: (any MessageInspector)?
 
     public init(store: any MailStore, hostname: String, primaryDomain: String, logger: Logger,
                 rateLimiter: SubmissionRateLimiter? = nil, queue: (any OutboundQueue)? = nil,
+                inspector: (any MessageInspector)? = nil,
                 now: @escaping @Sendable () -> Date = { Date() }) {
+        self.inspector = inspector
         self.rateLimiter = rateLimiter
         self.queue = queue
         self.store = store
@@ -233,7 +245,57 @@ public struct StoreSMTPBackend: SMTPBackend {
         }
     }
 
+    public func makeMessageDigest(authenticated: Bool) -> (any MessageDigest)? {
+        authenticated ? nil : inspector?.makeDigest()
+    }
+
     public func deliver(_ transaction: SMTPTransaction, message: MessageData) async -> DeliveryVerdict {
+        await deliver(transaction, message: message, digest: nil)
+    }
+
+    /// A copy of `message` without the header bytes in `ranges` (sorted, inside the header
+    /// section). A spooled message gets a new spool file; the old one is removed.
+    static func removingFields(_ ranges: [Range<Int>], from message: MessageData) -> MessageData? {
+        let sorted = ranges.sorted { $0.lowerBound < $1.lowerBound }
+        guard let end = sorted.last?.upperBound else { return message }
+        func filtered(_ head: [UInt8]) -> [UInt8] {
+            var out: [UInt8] = []
+            out.reserveCapacity(head.count)
+            var position = 0
+            for range in sorted where range.lowerBound >= position && range.upperBound <= head.count {
+                out += head[position..<range.lowerBound]
+                position = range.upperBound
+            }
+            return out + head[position...]
+        }
+        switch message {
+        case .memory(let bytes):
+            guard end <= bytes.count else { return nil }
+            return .memory(filtered(bytes))
+        case .file(let path, let size):
+            guard let input = FileHandle(forReadingAtPath: path) else { return nil }
+            defer { try? input.close() }
+            let copy = path + ".r"
+            guard FileManager.default.createFile(atPath: copy, contents: nil, attributes: [.posixPermissions: 0o600]),
+                  let output = FileHandle(forWritingAtPath: copy) else { return nil }
+            defer { try? output.close() }
+            do {
+                let head = Array(try input.read(upToCount: end) ?? Data())
+                guard head.count == end else { return nil }
+                let kept = filtered(head)
+                try output.write(contentsOf: kept)
+                while let chunk = try input.read(upToCount: 1 << 20), !chunk.isEmpty { try output.write(contentsOf: chunk) }
+                try? FileManager.default.removeItem(atPath: path)
+                return .file(path: copy, size: size - (end - kept.count))
+            } catch {
+                try? FileManager.default.removeItem(atPath: copy)
+                return nil
+            }
+        }
+    }
+
+    public func deliver(_ transaction: SMTPTransaction, message: MessageData, digest: (any Sendable)?) async -> DeliveryVerdict {
+        var message = message
         let date = now()
         let head = Self.head(of: message)
         let header = MessageHeader(parsing: head)
@@ -252,6 +314,25 @@ public struct StoreSMTPBackend: SMTPBackend {
             logger.notice("submission refused", metadata: ["queue_id": "\(transaction.id)", "account": "\(transaction.authenticatedAccount ?? "")", "reason": "\(refusal.lines.joined())"])
             return .rejected(refusal)
         }
+        // Mail from other organisations: sender authentication decides, and says what it found.
+        var inspection = InspectionVerdict()
+        if transaction.authenticatedAccount == nil, let inspector {
+            inspection = await inspector.inspect(transaction, digest: digest, header: header, headerBytes: headerBytes)
+            if case .reject(let refusal) = inspection.disposition {
+                if case .file(let path, _) = message { try? FileManager.default.removeItem(atPath: path) }
+                logger.notice("message refused", metadata: ["queue_id": "\(transaction.id)", "client": "\(transaction.clientAddress)",
+                                                           "from": "\(transaction.sender.map { $0.description } ?? "")",
+                                                           "auth": "\(inspection.summary)", "reason": "\(refusal.lines.joined())"])
+                return .rejected(refusal)
+            }
+            if !inspection.removedFields.isEmpty {
+                guard let cleaned = Self.removingFields(inspection.removedFields, from: message) else {
+                    if case .file(let path, _) = message { try? FileManager.default.removeItem(atPath: path) }
+                    return .storageFailure
+                }
+                message = cleaned
+            }
+        }
         // Recipients with no local account are for other domains: they go to the outbound queue.
         let remoteRecipients = transaction.recipients.filter { $0.accounts.isEmpty }
         let remote = remoteRecipients.map(\.mailbox)
@@ -267,7 +348,7 @@ public struct StoreSMTPBackend: SMTPBackend {
                 queueData = .file(path: copy, size: size)
             }
             let prefix = TraceHeaders.received(transaction: transaction, recipient: remote.count == 1 ? remote[0].description : nil,
-                                               hostname: hostname, date: date) + submissionPrefix
+                                               hostname: hostname, date: date) + inspection.headerFields + submissionPrefix
             do {
                 let queued = try await queue.enqueue(QueueSubmission(
                     sender: transaction.sender.map(\.description) ?? "",
@@ -296,8 +377,9 @@ public struct StoreSMTPBackend: SMTPBackend {
             for account in recipient.accounts where seen.insert(account.accountID).inserted {
                 recipientIndexes.append(index)
                 let prefix = TraceHeaders.prefix(transaction: transaction, recipient: recipient.mailbox.description,
-                                                 hostname: hostname, date: date) + submissionPrefix
-                recipients.append(DeliveryRecipient(accountID: account.accountID, headerPrefix: prefix))
+                                                 hostname: hostname, date: date) + inspection.headerFields + submissionPrefix
+                recipients.append(DeliveryRecipient(accountID: account.accountID, mailbox: inspection.disposition == .junk ? "Junk" : "INBOX",
+                                                    headerPrefix: prefix))
                 recipientNames.append(account.address)
             }
         }
@@ -311,6 +393,8 @@ public struct StoreSMTPBackend: SMTPBackend {
             "proto": "\(transaction.receivedProtocol)",
         ]
         if let account = transaction.authenticatedAccount { metadata["account"] = "\(account)" }
+        if !inspection.summary.isEmpty { metadata["auth"] = "\(inspection.summary)" }
+        if inspection.disposition == .junk { metadata["folder"] = "Junk" }
         // A DSN may be due (RFC 3461 §5.2.2): keep what it may quote before the store takes the spool file.
         // Only NOTIFY=SUCCESS pays for reading up to the DSN's return limit; failures (rare: a full
         // mailbox) return the header section we already have.

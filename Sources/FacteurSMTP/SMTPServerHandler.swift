@@ -322,6 +322,7 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
                     consumeMessageData(&empty, context: context)
                 }
             case .deliver(let transaction):
+                let digest = spool?.finishDigest()
                 let message = spool?.finish()
                 spool = nil
                 decoder = nil
@@ -330,7 +331,7 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
                     continue
                 }
                 let backend = self.backend
-                perform(context: context, { await backend.deliver(transaction, message: message) }) { handler, verdict in
+                perform(context: context, { await backend.deliver(transaction, message: message, digest: digest) }) { handler, verdict in
                     handler.apply { $0.deliveryFinished(verdict, transactionID: transaction.id) }
                 }
             case .authenticate(let mechanism, let initialResponse):
@@ -417,6 +418,7 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
     private func beginMessage(dotStuffed: Bool) {
         spool?.discard()
         spool = MessageSpool(maxSize: configuration.maxMessageSize, memoryLimit: limits.memorySpoolLimit, directory: spoolDirectory)
+        spool?.digest = backend.makeMessageDigest(authenticated: session?.authenticatedAccount != nil)
         decoder = MessageDataDecoder(dotStuffed: dotStuffed, maxLineLength: limits.maxDataLineLength)
     }
 

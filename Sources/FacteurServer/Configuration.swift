@@ -5,6 +5,7 @@
 // the store and are managed with the CLI). Every error names the file, the key and what is wrong,
 // and the server never starts half-configured.
 
+import FacteurDNS
 import Foundation
 import TOMLKit
 
@@ -35,6 +36,43 @@ public struct ListenerConfiguration: Equatable, Sendable {
     public init(proto: ListenerProtocol, address: String, port: Int, tls: TLSMode? = nil) {
         self.proto = proto; self.address = address; self.port = port; self.tls = tls ?? proto.defaultTLS
     }
+}
+
+/// Sender authentication (SPF, DKIM, DMARC, ARC) on mail in, DKIM signing on mail out.
+public struct MailAuthConfiguration: Sendable, Equatable {
+    /// Check SPF, DKIM, iprev, DMARC and ARC on mail from other organisations (port 25).
+    public var verifyInbound = true
+    /// Clients whose mail is not checked (like Postfix's mynetworks, rspamd's local_addrs):
+    /// by default loopback, where local programs hand mail over.
+    public var trustedNetworks = ["127.0.0.0/8", "::1"]
+    /// The authserv-id of our Authentication-Results fields; nil: the hostname.
+    public var authservID: String?
+    /// Sign outbound mail for local domains that have keys (`facteur dkim generate`).
+    public var dkimSign = true
+    /// Generate DKIM keys for a domain that has none (first start, `facteur domain add`).
+    public var dkimGenerateKeys = true
+    /// Apply the sender domain's DMARC policy: reject (550 5.7.1) and quarantine (Junk).
+    /// false: evaluate and report only.
+    public var dmarcEnforce = true
+    /// Mail from outside that claims one of our domains in From: without passing DMARC is
+    /// refused, whatever that domain publishes.
+    public var rejectSpoofedLocalDomains = true
+    /// How the organisational domain is found: "tree-walk" (DMARCbis) or "psl" (RFC 7489).
+    public var organizationalDomain = "tree-walk"
+    /// The Public Suffix List file for "psl"; relative paths are in the data folder.
+    public var publicSuffixList: String?
+    /// Known forwarders (IP addresses, networks like 192.0.2.0/24, or PTR-confirmed domains)
+    /// whose mail failing DMARC is delivered, not rejected (RFC 7489 §7.2 "forwarded").
+    public var trustedForwarders: [String] = []
+    /// ARC sealers (d= of the ARC-Seal) whose passing chain overrides a DMARC failure.
+    public var arcTrustedSealers: [String] = []
+    /// ARC-seal mail that Facteur forwards (off by default; RFC 8617 is experimental).
+    public var arcSeal = false
+    /// Aggregate DMARC reports: record evaluations and send the daily reports.
+    public var dmarcReports = true
+    /// Where incoming DMARC reports are parsed and stored (local part or full address); nil: off.
+    public var dmarcReportAddress: String? = "dmarc-reports"
+    public init() {}
 }
 
 public struct ServerConfiguration: Sendable {
@@ -70,6 +108,10 @@ public struct ServerConfiguration: Sendable {
     /// Submission limits per account, to contain a compromised account.
     public var submissionMessagesPerHour = 500
     public var submissionRecipientsPerHour = 2_000
+    public var mailAuth = MailAuthConfiguration()
+    /// DNS resolvers ("127.0.0.1", "[::1]:5353"); empty: those of /etc/resolv.conf. DANE and
+    /// DNSSEC-dependent checks need a validating resolver here.
+    public var dnsServers: [String] = []
     /// Development defaults (DESIGN.md): unprivileged loopback ports, so a first run needs no root.
     public var listeners: [ListenerConfiguration] = [
         ListenerConfiguration(proto: .smtp, address: "127.0.0.1", port: 2525),
@@ -129,6 +171,15 @@ extension ServerConfiguration {
         }
         if let value = try reader.bool("allow_plaintext_auth_on_loopback") { config.allowPlaintextAuthOnLoopback = value }
         if let value = try reader.bool("outbound_ipv6") { config.outboundIPv6 = value }
+        if let value = try reader.stringArray("dns_servers") {
+            for spec in value {
+                let (host, port) = splitHostPort(spec, defaultPort: 53)
+                guard (1...65535).contains(port), host.contains(".") || host.contains(":") else {
+                    throw ConfigurationError(file: file, location: "dns_servers", message: "\"\(spec)\" is not ADDRESS or ADDRESS:PORT")
+                }
+            }
+            config.dnsServers = value
+        }
         if let value = try reader.string("log_level") {
             guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(value) else {
                 throw ConfigurationError(file: file, location: "log_level", message: "must be one of trace, debug, info, notice, warning, error, critical")
@@ -163,6 +214,38 @@ extension ServerConfiguration {
             if let value = try limits.int("submission_messages_per_hour", min: 1) { config.submissionMessagesPerHour = value }
             if let value = try limits.int("submission_recipients_per_hour", min: 1) { config.submissionRecipientsPerHour = value }
             try limits.finish()
+        }
+        if var auth = try reader.table("mail_auth") {
+            var m = config.mailAuth
+            if let value = try auth.bool("verify_inbound") { m.verifyInbound = value }
+            if let value = try auth.stringArray("trusted_networks") {
+                for entry in value where IPNetwork(entry) == nil {
+                    throw ConfigurationError(file: file, location: "mail_auth.trusted_networks", message: "\"\(entry)\" is not an address or network")
+                }
+                m.trustedNetworks = value
+            }
+            if let value = try auth.string("authserv_id") { m.authservID = try validHostname(value, key: "mail_auth.authserv_id", file: file) }
+            if let value = try auth.bool("dkim_sign") { m.dkimSign = value }
+            if let value = try auth.bool("dkim_generate_keys") { m.dkimGenerateKeys = value }
+            if let value = try auth.bool("dmarc_enforce") { m.dmarcEnforce = value }
+            if let value = try auth.bool("reject_spoofed_local_domains") { m.rejectSpoofedLocalDomains = value }
+            if let value = try auth.string("organizational_domain") {
+                guard ["tree-walk", "psl"].contains(value) else {
+                    throw ConfigurationError(file: file, location: "mail_auth.organizational_domain", message: "must be tree-walk or psl")
+                }
+                m.organizationalDomain = value
+            }
+            if let value = try auth.string("public_suffix_list") { m.publicSuffixList = value }
+            if m.organizationalDomain == "psl", m.publicSuffixList == nil {
+                throw ConfigurationError(file: file, location: "mail_auth.public_suffix_list", message: "needed when organizational_domain = \"psl\"")
+            }
+            if let value = try auth.stringArray("trusted_forwarders") { m.trustedForwarders = value }
+            if let value = try auth.stringArray("arc_trusted_sealers") { m.arcTrustedSealers = value.map { $0.lowercased() } }
+            if let value = try auth.bool("arc_seal") { m.arcSeal = value }
+            if let value = try auth.bool("dmarc_reports") { m.dmarcReports = value }
+            if let value = try auth.string("dmarc_report_address") { m.dmarcReportAddress = value.isEmpty ? nil : value.lowercased() }
+            try auth.finish()
+            config.mailAuth = m
         }
         if let listeners = try reader.tableArray("listener") {
             config.listeners = []
@@ -200,6 +283,19 @@ extension ServerConfiguration {
             throw ConfigurationError(file: file, location: key, message: "\"\(value)\" is not a host name")
         }
         return value
+    }
+
+    /// "192.0.2.1", "192.0.2.1:5353", "::1", "[::1]:5353".
+    static func splitHostPort(_ spec: String, defaultPort: Int) -> (String, Int) {
+        if spec.hasPrefix("["), let close = spec.firstIndex(of: "]") {
+            let host = String(spec[spec.index(after: spec.startIndex)..<close])
+            let rest = spec[spec.index(after: close)...]
+            return (host, rest.hasPrefix(":") ? Int(rest.dropFirst()) ?? -1 : defaultPort)
+        }
+        if spec.filter({ $0 == ":" }).count == 1, let colon = spec.firstIndex(of: ":") {
+            return (String(spec[..<colon]), Int(spec[spec.index(after: colon)...]) ?? -1)
+        }
+        return (spec, defaultPort)
     }
 
     /// Applies `--listen PROTO=ADDRESS:PORT` options: they replace the configured listeners.
@@ -277,6 +373,18 @@ private struct TableReader {
         guard let int = value.int else { throw error(key, "must be an integer") }
         guard int >= min, int <= max else { throw error(key, "must be between \(min) and \(max)") }
         return int
+    }
+
+    mutating func stringArray(_ key: String) throws -> [String]? {
+        used.insert(key)
+        guard let value = table[key] else { return nil }
+        guard let array = value.array else { throw error(key, "must be an array of strings") }
+        var strings: [String] = []
+        for index in 0..<array.count {
+            guard let string = array[index].string else { throw error("\(key)[\(index)]", "must be a string") }
+            strings.append(string)
+        }
+        return strings
     }
 
     mutating func table(_ key: String) throws -> TableReader? {

@@ -3,6 +3,7 @@
 import FacteurIdentity
 import FacteurDNS
 import FacteurIMAP
+import FacteurMailAuth
 import FacteurQueue
 import FacteurNet
 import FacteurPOP3
@@ -35,14 +36,24 @@ public enum FacteurServer {
         let sslContext = try makeTLS(configuration: configuration, logger: logger)
 
         // Outbound delivery: MX lookups through the system's resolvers, durable queue in the store.
-        let resolver = DNSClient(configuration: try DNSClientConfiguration.system(), logger: logger)
+        let resolver = DNSClient(configuration: try dnsConfiguration(configuration), logger: logger)
         var queueConfiguration = QueueConfiguration(hostname: configuration.hostname)
         queueConfiguration.ipv6Enabled = configuration.outboundIPv6
-        let queue = QueueDeliveryService(store: store, resolver: resolver, configuration: queueConfiguration, logger: logger)
+        // DKIM: every message the queue takes is signed with its author domain's keys.
+        let keyring = DKIMKeyring(directory: configuration.resolve("dkim"))
+        if configuration.mailAuth.dkimGenerateKeys {
+            try await ensureDKIMKeys(keyring: keyring, domains: try await store.domains().map(\.name), logger: logger)
+        }
+        let signer = configuration.mailAuth.dkimSign ? DKIMQueueSigner(cache: DKIMSignerCache(keyring: keyring), logger: logger) : nil
+        let queue = QueueDeliveryService(store: store, resolver: resolver, configuration: queueConfiguration, signer: signer, logger: logger)
+        let authservID = configuration.mailAuth.authservID ?? configuration.hostname
+        let inspector = SenderAuthenticationInspector(
+            authenticator: MessageAuthenticator(resolver: resolver, receivingDomain: configuration.hostname),
+            authservID: authservID, configuration: configuration.mailAuth, store: store, logger: logger)
         let context = ServerContext(
             configuration: configuration, store: store, sslContext: sslContext,
             authenticator: try makeAuthenticator(store: store, configuration: configuration),
-            queue: queue,
+            queue: queue, inspector: inspector,
             submissionRateLimiter: SubmissionRateLimiter(limits: .init(messagesPerHour: configuration.submissionMessagesPerHour,
                                                                       recipientsPerHour: configuration.submissionRecipientsPerHour)),
             spoolDirectory: spool, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
@@ -75,7 +86,7 @@ public enum FacteurServer {
             let backend = StoreSMTPBackend(store: context.store, hostname: configuration.hostname,
                                            primaryDomain: configuration.primaryDomain, logger: context.logger,
                                            rateLimiter: submission ? context.submissionRateLimiter : nil,
-                                           queue: context.queue)
+                                           queue: context.queue, inspector: submission ? nil : context.inspector)
             var limits = SMTPServerLimits()
             limits.idleTimeout = .seconds(Int64(configuration.idleTimeoutSeconds))
             let session = SMTPSessionConfiguration(
@@ -144,6 +155,28 @@ public enum FacteurServer {
                              throttle: SharedAuthThrottle())
     }
 
+    /// The resolvers: `dns_servers` from the config, else /etc/resolv.conf.
+    static func dnsConfiguration(_ configuration: ServerConfiguration) throws -> DNSClientConfiguration {
+        guard !configuration.dnsServers.isEmpty else { return try DNSClientConfiguration.system() }
+        return DNSClientConfiguration(servers: try configuration.dnsServers.map { spec in
+            let (host, port) = ServerConfiguration.splitHostPort(spec, defaultPort: 53)
+            return try SocketAddress(ipAddress: host, port: port)
+        })
+    }
+
+    /// A domain without DKIM keys gets an Ed25519 and an RSA key, and the records to publish are
+    /// announced (they are printed again by `facteur dkim record DOMAIN`).
+    static func ensureDKIMKeys(keyring: DKIMKeyring, domains: [String], logger: Logger) async throws {
+        for domain in domains where domain.contains(".") {
+            guard try keyring.keys(for: domain).isEmpty else { continue }
+            for algorithm in ["ed25519", "rsa"] { try keyring.generate(domain: domain, algorithm: algorithm) }
+            for record in try keyring.records(for: domain) {
+                logger.notice("generated a DKIM key: publish its record", metadata: [
+                    "domain": "\(domain)", "name": "\(record.name)", "txt": "\(record.value)"])
+            }
+        }
+    }
+
     /// Writes a line to standard output at once (tests and scripts wait for these lines).
     static func announce(_ line: String) {
         FileHandle.standardOutput.write(Data((line + "\n").utf8))
@@ -175,6 +208,7 @@ struct ServerContext: Sendable {
     let sslContext: NIOSSLContext?
     let authenticator: Authenticator
     let queue: QueueDeliveryService
+    let inspector: SenderAuthenticationInspector
     let submissionRateLimiter: SubmissionRateLimiter
     let spoolDirectory: String
     let group: any EventLoopGroup

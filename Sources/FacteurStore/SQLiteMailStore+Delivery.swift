@@ -328,7 +328,13 @@ extension SQLiteMailStore {
             """)
 
         for recipient in delivery.recipients {
-            guard let row = try Row.fetchOne(lookup, arguments: [recipient.accountID, recipient.mailbox]) else {
+            // A folder chosen for the message (Junk, a filter's target) that the user has deleted
+            // falls back to INBOX, as Dovecot's LDA does: mail is never lost to a missing folder.
+            var found = try Row.fetchOne(lookup, arguments: [recipient.accountID, recipient.mailbox])
+            if found == nil, recipient.mailbox != StoreNames.inbox {
+                found = try Row.fetchOne(lookup, arguments: [recipient.accountID, StoreNames.inbox])
+            }
+            guard let row = found else {
                 outcomes.append(.mailboxMissing)
                 continue
             }

@@ -2,6 +2,7 @@
 
 import ArgumentParser
 import FacteurIdentity
+import FacteurMailAuth
 import FacteurQueue
 import FacteurServer
 import FacteurStore
@@ -14,7 +15,7 @@ struct Facteur: AsyncParsableCommand {
         commandName: "facteur",
         abstract: "A complete mail server.",
         subcommands: [Serve.self, DomainCommand.self, AccountCommand.self, AliasCommand.self, MailboxCommand.self, MessageCommand.self,
-                      QueueCommand.self, QuickstartCommand.self])
+                      QueueCommand.self, DKIMCommand.self, QuickstartCommand.self])
 }
 
 /// `--data` and `--config`, accepted by every subcommand.
@@ -91,6 +92,13 @@ struct DomainCommand: AsyncParsableCommand {
         func run() async throws {
             try await options.openStore().addDomain(name.lowercased())
             print("domain \(name.lowercased()) added")
+            // Outbound mail from the new domain is signed from the start (DKIM); the records to publish follow.
+            let configuration = try options.load()
+            let keyring = DKIMKeyring(directory: configuration.resolve("dkim"))
+            if configuration.mailAuth.dkimGenerateKeys, name.contains("."), try keyring.keys(for: name).isEmpty {
+                for algorithm in ["ed25519", "rsa"] { try keyring.generate(domain: name, algorithm: algorithm) }
+                print("DKIM keys generated; publish them: facteur dkim record \(name.lowercased())")
+            }
         }
     }
 

@@ -1,0 +1,150 @@
+// FacteurServer: sender authentication composed into the SMTP server and the queue —
+// the inbound inspector (SPF, DKIM, iprev, DMARC, ARC → Authentication-Results and a
+// disposition) and the outbound DKIM signer. The checks themselves live in FacteurMailAuth.
+
+import FacteurDNS
+import FacteurMailAuth
+import FacteurMIME
+import FacteurQueue
+import FacteurSMTP
+import FacteurStore
+import Foundation
+import Logging
+
+/// Runs FacteurMailAuth's streaming digest on the connection's event loop.
+final class InboundDigestAdapter: MessageDigest {
+    private var digest = InboundMessageDigest()
+
+    struct Result: Sendable {
+        var headerBytes: [UInt8]
+        var dkim: DKIMVerificationSession
+    }
+
+    func consume(_ bytes: UnsafeRawBufferPointer) { digest.consume(bytes) }
+
+    func finish() -> any Sendable {
+        let (header, session) = digest.finished()
+        return Result(headerBytes: header, dkim: session)
+    }
+}
+
+struct SenderAuthenticationInspector: MessageInspector {
+    let authenticator: MessageAuthenticator
+    let authservID: String
+    let configuration: MailAuthConfiguration
+    let store: any MailStore
+    let logger: Logger
+    let trustedNetworks: [IPNetwork]
+
+    init(authenticator: MessageAuthenticator, authservID: String, configuration: MailAuthConfiguration, store: any MailStore, logger: Logger) {
+        self.authenticator = authenticator; self.authservID = authservID; self.configuration = configuration
+        self.store = store; self.logger = logger
+        trustedNetworks = configuration.trustedNetworks.compactMap(IPNetwork.init)
+    }
+
+    func makeDigest() -> any MessageDigest { InboundDigestAdapter() }
+
+    func inspect(_ transaction: SMTPTransaction, digest: (any Sendable)?, header: MessageHeader, headerBytes: [UInt8]) async -> InspectionVerdict {
+        let removed = Self.forgedResults(header, authservID: authservID)
+        guard configuration.verifyInbound else { return InspectionVerdict(removedFields: removed) }
+        guard let ip = IPAddress(transaction.clientAddress) else {
+            return InspectionVerdict(removedFields: removed, summary: "unchecked: no client address")
+        }
+        if trustedNetworks.contains(where: { $0.contains(ip) }) {
+            return InspectionVerdict(removedFields: removed, summary: "unchecked: trusted network")
+        }
+        let streamed = digest as? InboundDigestAdapter.Result
+        let identity = SMTPIdentity(clientIP: ip, helo: transaction.heloName,
+                                    mailFrom: transaction.sender.map { $0.description } ?? "")
+        let result = await authenticator.authenticate(identity, headerBytes: streamed?.headerBytes ?? headerBytes,
+                                                      dkimSession: streamed?.dkim ?? DKIMVerificationSession(headerBytes: headerBytes))
+        let clauses = result.clauses
+        let field = AuthenticationResultsField.render(authservID: authservID, clauses: clauses)
+        let summary = clauses.map { "\($0.method)=\($0.result)" }.joined(separator: " ")
+        return InspectionVerdict(disposition: .accept, headerFields: Array(field.utf8), removedFields: removed, summary: summary)
+    }
+
+    /// RFC 8601 §5: Authentication-Results fields that claim our authserv-id came from outside
+    /// and would mislead filters and users; they are removed before ours is added.
+    static func forgedResults(_ header: MessageHeader, authservID: String) -> [Range<Int>] {
+        header.fields(named: "Authentication-Results").filter {
+            authservIDToken($0.rawValue)?.lowercased() == authservID.lowercased()
+        }.map(\.range)
+    }
+
+    /// The first token of the field value (comments and whitespace skipped, quotes removed).
+    static func authservIDToken(_ value: [UInt8]) -> String? {
+        var index = 0
+        var depth = 0
+        while index < value.count {
+            let byte = value[index]
+            if depth > 0 {
+                if byte == UInt8(ascii: "\\") { index += 1 } else if byte == UInt8(ascii: "(") { depth += 1 } else if byte == UInt8(ascii: ")") { depth -= 1 }
+                index += 1
+                continue
+            }
+            if byte == UInt8(ascii: "(") { depth = 1; index += 1; continue }
+            if byte == 32 || byte == 9 || byte == 13 || byte == 10 { index += 1; continue }
+            break
+        }
+        guard index < value.count else { return nil }
+        var token: [UInt8] = []
+        if value[index] == UInt8(ascii: "\"") {
+            index += 1
+            while index < value.count, value[index] != UInt8(ascii: "\"") {
+                if value[index] == UInt8(ascii: "\\") { index += 1 }
+                if index < value.count { token.append(value[index]) }
+                index += 1
+            }
+        } else {
+            while index < value.count, ![UInt8(ascii: ";"), UInt8(ascii: "("), 32, 9, 13, 10].contains(value[index]) {
+                token.append(value[index]); index += 1
+            }
+        }
+        return token.isEmpty ? nil : String(decoding: token, as: UTF8.self)
+    }
+}
+
+/// Signs what the queue takes (submissions, DSNs, reports, forwarded mail) with the keys of the
+/// From: domain, or of its nearest parent with keys.
+struct DKIMQueueSigner: OutboundMessageSigner {
+    let cache: DKIMSignerCache
+    let logger: Logger
+    static let headLimit = 256 * 1024
+
+    func signatureFields(for submission: QueueSubmission) async -> [UInt8] {
+        // The header section: our prefix (Received:, Date:, Message-ID:) then the message's own.
+        var head: [UInt8]
+        var body = DKIMSigner.makeBodyHasher()
+        switch submission.message {
+        case .memory(let bytes):
+            let header = MessageHeader(parsing: bytes)
+            head = Array(bytes[..<header.bodyOffset])
+            body.update(bytes[header.bodyOffset...])
+        case .file(let path, _):
+            guard let handle = FileHandle(forReadingAtPath: path) else { return [] }
+            defer { try? handle.close() }
+            guard let first = try? handle.read(upToCount: Self.headLimit) else { return [] }
+            let bytes = Array(first)
+            let header = MessageHeader(parsing: bytes)
+            guard header.hasSeparator else { return [] }
+            head = Array(bytes[..<header.bodyOffset])
+            body.update(bytes[header.bodyOffset...])
+            while let chunk = try? handle.read(upToCount: 1 << 20), !chunk.isEmpty { body.update(chunk) }
+        }
+        head = submission.headerPrefix + head
+        guard let domain = MessageAuthenticator.fromDomain(MessageHeader(parsing: head)).0 else { return [] }
+        let signers = cache.signers(forFromDomain: domain)
+        guard !signers.isEmpty else { return [] }
+        let bodyHash = body.finalize()
+        var fields = ""
+        for signer in signers {
+            do {
+                fields += try signer.sign(headerBytes: head, bodyHash: bodyHash)
+            } catch {
+                logger.warning("DKIM signing failed", metadata: ["domain": "\(signer.domain)", "selector": "\(signer.selector)", "error": "\(error)"])
+            }
+        }
+        return Array(fields.utf8)
+    }
+}
