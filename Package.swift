@@ -170,7 +170,7 @@ let package = Package(
             .product(name: "_CryptoExtras", package: "swift-crypto"),
             .product(name: "Yams", package: "Yams"),
         ], resources: [.copy("Fixtures")]),
-        .testTarget(name: "FacteurEndToEndTests", dependencies: ["FacteurStore"]),
+        .testTarget(name: "FacteurEndToEndTests", dependencies: ["FacteurStore", "FacteurTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

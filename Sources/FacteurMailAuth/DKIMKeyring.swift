@@ -5,6 +5,9 @@
 // practice), so mail in flight keeps verifying.
 
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 public struct DKIMKeyInfo: Codable, Sendable, Hashable {
     public var selector: String
@@ -176,8 +179,11 @@ public struct DKIMKeyring: Sendable {
         guard FileManager.default.createFile(atPath: temporary, contents: data, attributes: [.posixPermissions: mode]) else {
             throw DKIMKeyringError.unreadable("cannot write \(temporary)")
         }
-        if FileManager.default.fileExists(atPath: path) { _ = try FileManager.default.replaceItemAt(URL(fileURLWithPath: path), withItemAt: URL(fileURLWithPath: temporary)) }
-        else { try FileManager.default.moveItem(atPath: temporary, toPath: path) }
+        // rename(2) replaces atomically: a reader sees the old file or the new one, never half.
+        guard rename(temporary, path) == 0 else {
+            try? FileManager.default.removeItem(atPath: temporary)
+            throw DKIMKeyringError.unreadable("cannot write \(path) (errno \(errno))")
+        }
     }
 }
 

@@ -154,7 +154,7 @@ struct SPFEvaluation {
                 if result == .fail, let exp = record.explanation {
                     explanation = await explain(exp, domain: domain)
                 }
-                return (result, explanation, "matched \(directive.qualifier.rawValue)\(directive.mechanism)")
+                return (result, explanation, "matched \(directive.qualifier.rawValue)\(directive.mechanism.text)")
             }
         }
         // §6.1: redirect applies only when no mechanism matched.

@@ -65,6 +65,22 @@ public enum SPFMechanism: Sendable, Hashable {
     case ip6([UInt8], prefix: Int)
     case exists(SPFMacroString)
 
+    /// The mechanism as a record writes it (macros shown by name), for reasons and logs.
+    public var text: String {
+        switch self {
+        case .all: return "all"
+        case .include: return "include"
+        case .a(_, let c4, let c6): return "a" + (c4 < 32 ? "/\(c4)" : "") + (c6 < 128 ? "//\(c6)" : "")
+        case .mx(_, let c4, let c6): return "mx" + (c4 < 32 ? "/\(c4)" : "") + (c6 < 128 ? "//\(c6)" : "")
+        case .ptr: return "ptr"
+        case .ip4(let bytes, let prefix):
+            return "ip4:" + bytes.map(String.init).joined(separator: ".") + "/\(prefix)"
+        case .ip6(let bytes, let prefix):
+            return "ip6:" + ((IPv6Address(bytes: bytes)?.description) ?? "?") + "/\(prefix)"
+        case .exists: return "exists"
+        }
+    }
+
     /// RFC 7208 §4.6.4: these cost one DNS lookup each.
     var causesLookup: Bool {
         switch self {

@@ -112,6 +112,9 @@ public struct ServerConfiguration: Sendable {
     /// DNS resolvers ("127.0.0.1", "[::1]:5353"); empty: those of /etc/resolv.conf. DANE and
     /// DNSSEC-dependent checks need a validating resolver here.
     public var dnsServers: [String] = []
+    /// The port outbound delivery connects to on MX hosts: 25 everywhere but in tests that run
+    /// several instances on loopback.
+    public var deliveryMXPort = 25
     /// Development defaults (DESIGN.md): unprivileged loopback ports, so a first run needs no root.
     public var listeners: [ListenerConfiguration] = [
         ListenerConfiguration(proto: .smtp, address: "127.0.0.1", port: 2525),
@@ -214,6 +217,10 @@ extension ServerConfiguration {
             if let value = try limits.int("submission_messages_per_hour", min: 1) { config.submissionMessagesPerHour = value }
             if let value = try limits.int("submission_recipients_per_hour", min: 1) { config.submissionRecipientsPerHour = value }
             try limits.finish()
+        }
+        if var delivery = try reader.table("delivery") {
+            if let value = try delivery.int("mx_port", min: 1, max: 65535) { config.deliveryMXPort = value }
+            try delivery.finish()
         }
         if var auth = try reader.table("mail_auth") {
             var m = config.mailAuth

@@ -39,6 +39,7 @@ public enum FacteurServer {
         let resolver = DNSClient(configuration: try dnsConfiguration(configuration), logger: logger)
         var queueConfiguration = QueueConfiguration(hostname: configuration.hostname)
         queueConfiguration.ipv6Enabled = configuration.outboundIPv6
+        queueConfiguration.mxPort = configuration.deliveryMXPort
         // DKIM: every message the queue takes is signed with its author domain's keys.
         let keyring = DKIMKeyring(directory: configuration.resolve("dkim"))
         if configuration.mailAuth.dkimGenerateKeys {

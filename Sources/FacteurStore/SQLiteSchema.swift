@@ -10,6 +10,7 @@ enum SQLiteSchema {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1-initial", migrate: v1)
         migrator.registerMigration("v2-queue", migrate: QueueSchema.v2)
+        migrator.registerMigration("v3-dmarc", migrate: DMARCSchema.v3)
         return migrator
     }
 

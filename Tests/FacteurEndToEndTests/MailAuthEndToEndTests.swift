@@ -1,0 +1,202 @@
+// Sender authentication end to end: two Facteur instances and a real unbound on loopback.
+// "sender.test" (instance B) signs what its users submit and delivers it through MX lookups to
+// "receiver.test" (instance A), which checks SPF, DKIM, iprev and DMARC and records them in
+// Authentication-Results; forged mail is refused, quarantined or stripped of forged results.
+
+import FacteurTestSupport
+import Foundation
+import XCTest
+
+final class MailAuthEndToEndTests: E2ETestCase {
+    override var startsServer: Bool { false }
+
+    var unbound: UnboundProcess?
+    var receiver: FacteurProcess!
+    var sender: FacteurProcess?
+
+    override func tearDownWithError() throws {
+        for instance in [sender, receiver] {
+            if let instance, instance.isRunning { XCTAssertEqual(instance.stop(), 0, "graceful stop; log: \(instance.logExcerpt)") }
+        }
+        if (testRun?.failureCount ?? 0) > 0 {
+            if let receiver { print("receiver log:\n\(receiver.logExcerpt)") }
+            if let sender { print("sender log:\n\(sender.logExcerpt)") }
+        }
+        unbound?.stop()
+        try super.tearDownWithError()
+    }
+
+    /// Starts unbound with the test zones, the receiving instance, and (optionally) the sending one.
+    func startWorld(withSender: Bool) throws {
+        guard let executable = UnboundProcess.executable() else {
+            _ = try RequiredTool.path("unbound")
+            return
+        }
+        guard let dnsPort = UnboundProcess.freePort() else { throw XCTSkip("no free port for unbound") }
+        let receiverData = dataRoot.url.appendingPathComponent("receiver")
+        let receiverConfig = dataRoot.url.appendingPathComponent("receiver.toml")
+        try """
+        hostname = "mx.receiver.test"
+        primary_domain = "receiver.test"
+        dns_servers = ["127.0.0.1:\(dnsPort)"]
+        [mail_auth]
+        trusted_networks = []
+        """.write(to: receiverConfig, atomically: true, encoding: .utf8)
+        receiver = try FacteurProcess(dataDir: receiverData, listen: ["smtp=127.0.0.1:0"], config: receiverConfig)
+        try receiver.addAccount("bob@receiver.test")
+
+        // The sender's keys exist before it starts, so that their records can be published.
+        let senderData = dataRoot.url.appendingPathComponent("sender")
+        try FileManager.default.createDirectory(at: senderData, withIntermediateDirectories: true)
+        let senderConfig = dataRoot.url.appendingPathComponent("sender.toml")
+        try """
+        hostname = "mx.sender.test"
+        primary_domain = "sender.test"
+        dns_servers = ["127.0.0.1:\(dnsPort)"]
+        [delivery]
+        mx_port = \(receiver.smtpPort)
+        """.write(to: senderConfig, atomically: true, encoding: .utf8)
+        let added = try FacteurProcess.cli(["domain", "add", "sender.test", "--config", senderConfig.path], dataDir: senderData)
+        XCTAssertEqual(added.status, 0, added.summary)
+        XCTAssertTrue(added.stdoutText.contains("DKIM keys generated"), added.stdoutText)
+        let account = try FacteurProcess.cli(["account", "add", "alice@sender.test", "--password-stdin", "--config", senderConfig.path],
+                                             dataDir: senderData, stdin: "alice-password-1\n")
+        XCTAssertEqual(account.status, 0, account.summary)
+        let records = try FacteurProcess.cli(["dkim", "record", "sender.test", "--config", senderConfig.path], dataDir: senderData)
+        XCTAssertEqual(records.status, 0, records.summary)
+        // "f20261127e._domainkey.sender.test. 3600 IN TXT "v=DKIM1; …" "…"" lines, one per key.
+        let dkimRecords = records.stdoutText.split(separator: "\n").filter { !$0.hasPrefix(";") && $0.contains(" IN TXT ") }.map(String.init)
+        XCTAssertEqual(dkimRecords.count, 2, "an Ed25519 and an RSA key: \(records.stdoutText)")
+
+        unbound = try UnboundProcess(executable: executable, port: dnsPort, zones: [
+            "receiver.test": [
+                "receiver.test. 300 IN MX 10 mx.receiver.test.",
+                "mx.receiver.test. 300 IN A 127.0.0.1",
+            ],
+            "sender.test": [
+                "sender.test. 300 IN TXT \"v=spf1 ip4:127.0.0.1 -all\"",
+                "_dmarc.sender.test. 300 IN TXT \"v=DMARC1; p=reject; rua=mailto:dmarc@sender.test\"",
+                "mx.sender.test. 300 IN A 127.0.0.1",
+                "sender.test. 300 IN MX 10 mx.sender.test.",
+            ] + dkimRecords,
+            "fail.test": [
+                "fail.test. 300 IN TXT \"v=spf1 -all\"",
+            ],
+            "quarantine.test": [
+                "quarantine.test. 300 IN TXT \"v=spf1 -all\"",
+                "_dmarc.quarantine.test. 300 IN TXT \"v=DMARC1; p=quarantine\"",
+            ],
+            "1.0.0.127.in-addr.arpa": [
+                "1.0.0.127.in-addr.arpa. 300 IN PTR mx.sender.test.",
+            ],
+        ])
+        if withSender {
+            sender = try FacteurProcess(dataDir: senderData, listen: ["submission=127.0.0.1:0"], config: senderConfig)
+        }
+    }
+
+    func send(_ mode: String, port: Int, mailFrom: String, fromHeader: String, to: String, subject: String,
+              extra: [String] = []) throws -> [String: Any] {
+        var arguments = [mode, "--port", String(port), "--mail-from", mailFrom, "--from-header", fromHeader, "--to", to, "--subject", subject]
+        if mode == "submit" { arguments += ["--user", "alice@sender.test", "--password", "alice-password-1"] }
+        for header in extra { arguments += ["--header", header] }
+        return try python("mailauth_send.py", arguments)
+    }
+
+    func waitForMessage(_ account: String, subject: String, mailbox: String = "INBOX", timeout: TimeInterval = 30) throws -> String {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let found = try receiver.storedMessages(account, mailbox: mailbox).first(where: { $0.subject.contains(subject) }) {
+                return String(decoding: found.bytes, as: UTF8.self)
+            }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        XCTFail("no message \(subject) in \(account) \(mailbox) after \(timeout) s")
+        throw HarnessError("message not delivered")
+    }
+
+    /// The Authentication-Results fields of a stored message, unfolded.
+    func authenticationResults(_ message: String) -> [String] {
+        let header = message.components(separatedBy: "\r\n\r\n").first ?? message
+        var fields: [String] = []
+        for line in header.components(separatedBy: "\r\n") {
+            if line.hasPrefix(" ") || line.hasPrefix("\t") {
+                if !fields.isEmpty { fields[fields.count - 1] += " " + line.trimmingCharacters(in: .whitespaces) }
+            } else {
+                fields.append(line)
+            }
+        }
+        return fields.filter { $0.lowercased().hasPrefix("authentication-results:") }
+    }
+
+    func testSignedSubmissionVerifiesAtTheOtherInstanceWithDMARCPass() throws {
+        try startWorld(withSender: true)
+        guard let sender, let submission = sender.ports["submission"] else { return }
+        let reply = try send("submit", port: submission, mailFrom: "alice@sender.test", fromHeader: "alice@sender.test",
+                             to: "bob@receiver.test", subject: "signed-and-delivered")
+        XCTAssertEqual(reply["accepted"] as? Bool, true, "\(reply)")
+        let stored = try waitForMessage("bob@receiver.test", subject: "signed-and-delivered")
+        XCTAssertEqual(stored.components(separatedBy: "DKIM-Signature:").count - 1, 2, "two signatures: \(stored)")
+        let results = authenticationResults(stored)
+        XCTAssertEqual(results.count, 1, "\(results)")
+        let ar = results.first ?? ""
+        XCTAssertTrue(ar.hasPrefix("Authentication-Results: mx.receiver.test;"), ar)
+        XCTAssertTrue(ar.contains("spf=pass"), ar)
+        XCTAssertTrue(ar.contains("smtp.mailfrom=alice@sender.test"), ar)
+        XCTAssertTrue(ar.contains("dkim=pass") && ar.contains("header.a=ed25519-sha256"), ar)
+        XCTAssertTrue(ar.contains("header.a=rsa-sha256"), ar)
+        XCTAssertEqual(ar.components(separatedBy: "dkim=pass").count - 1, 2, ar)
+        XCTAssertTrue(ar.contains("iprev=pass"), ar)
+        XCTAssertTrue(ar.contains("dmarc=pass") && ar.contains("header.from=sender.test"), ar)
+    }
+
+    func testForgedFromOfRejectDomainIsRefusedAtSMTP() throws {
+        try startWorld(withSender: false)
+        guard receiver != nil, unbound != nil else { return }
+        let reply = try send("send", port: receiver.smtpPort, mailFrom: "billing@fail.test", fromHeader: "ceo@sender.test",
+                             to: "bob@receiver.test", subject: "forged-ceo")
+        XCTAssertEqual(reply["accepted"] as? Bool, false, "\(reply)")
+        XCTAssertEqual(reply["code"] as? Int, 550, "\(reply)")
+        XCTAssertTrue((reply["text"] as? String ?? "").contains("5.7.1"), "\(reply)")
+        XCTAssertTrue((reply["text"] as? String ?? "").contains("DMARC"), "\(reply)")
+        XCTAssertTrue(try receiver.messages("bob@receiver.test").isEmpty)
+    }
+
+    func testQuarantinePolicyDeliversToJunk() throws {
+        try startWorld(withSender: false)
+        guard receiver != nil, unbound != nil else { return }
+        let reply = try send("send", port: receiver.smtpPort, mailFrom: "news@quarantine.test", fromHeader: "news@quarantine.test",
+                             to: "bob@receiver.test", subject: "quarantined-news")
+        XCTAssertEqual(reply["accepted"] as? Bool, true, "\(reply)")
+        let stored = try waitForMessage("bob@receiver.test", subject: "quarantined-news", mailbox: "Junk")
+        XCTAssertTrue(authenticationResults(stored).first?.contains("dmarc=fail") == true, stored)
+        XCTAssertTrue(try receiver.messages("bob@receiver.test").isEmpty, "nothing in INBOX")
+    }
+
+    func testOwnDomainSpoofedFromOutsideIsRefusedEvenWithoutDMARCRecord() throws {
+        try startWorld(withSender: false)
+        guard receiver != nil, unbound != nil else { return }
+        // receiver.test publishes no DMARC record at all.
+        let reply = try send("send", port: receiver.smtpPort, mailFrom: "x@fail.test", fromHeader: "ceo@receiver.test",
+                             to: "bob@receiver.test", subject: "spoofed-own-domain")
+        XCTAssertEqual(reply["accepted"] as? Bool, false, "\(reply)")
+        XCTAssertEqual(reply["code"] as? Int, 550, "\(reply)")
+        XCTAssertTrue((reply["text"] as? String ?? "").contains("5.7.1"), "\(reply)")
+    }
+
+    func testForgedAuthenticationResultsAreRemoved() throws {
+        try startWorld(withSender: false)
+        guard receiver != nil, unbound != nil else { return }
+        let reply = try send("send", port: receiver.smtpPort, mailFrom: "alice@sender.test", fromHeader: "alice@sender.test",
+                             to: "bob@receiver.test", subject: "forged-results",
+                             extra: ["Authentication-Results: mx.receiver.test; dkim=pass header.d=bank.example",
+                                     "Authentication-Results: other.example; spf=pass"])
+        XCTAssertEqual(reply["accepted"] as? Bool, true, "\(reply)")
+        let stored = try waitForMessage("bob@receiver.test", subject: "forged-results")
+        let results = authenticationResults(stored)
+        XCTAssertEqual(results.count, 2, "ours and the other server's: \(results)")
+        XCTAssertFalse(stored.contains("bank.example"), "the forged field claiming our authserv-id is gone")
+        XCTAssertTrue(stored.contains("Authentication-Results: other.example; spf=pass"))
+        XCTAssertTrue(results.contains { $0.contains("mx.receiver.test") && $0.contains("spf=pass") && $0.contains("dmarc=pass") }, "\(results)")
+    }
+}
