@@ -430,7 +430,7 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
             let wanted = failed.filter { ($0.notify ?? [.failure, .delay]).contains(.failure) }
             if !message.sender.isEmpty, !wanted.isEmpty {
                 await sendDSN(builder: builder, message: message, recipients: wanted.map {
-                    DSNRecipient(finalRecipient: $0.address, originalRecipient: $0.originalRecipient, action: .failed,
+                    DSNRecipient(finalRecipient: $0.address, originalRecipient: DSNParameterSyntax.reportedOriginalRecipient($0.originalRecipient), action: .failed,
                                  diagnostic: $0.lastReply ?? "550 5.0.0 failed", remoteMTA: $0.remoteHost, lastAttempt: $0.lastAttempt)
                 }, now: now, willRetryUntil: nil)
             }
@@ -442,7 +442,7 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
             let wanted = delayed.filter { ($0.notify ?? [.failure, .delay]).contains(.delay) }
             if !message.sender.isEmpty, !wanted.isEmpty {
                 await sendDSN(builder: builder, message: message, recipients: wanted.map {
-                    DSNRecipient(finalRecipient: $0.address, originalRecipient: $0.originalRecipient, action: .delayed,
+                    DSNRecipient(finalRecipient: $0.address, originalRecipient: DSNParameterSyntax.reportedOriginalRecipient($0.originalRecipient), action: .delayed,
                                  diagnostic: $0.lastReply ?? "451 4.0.0 not yet delivered", remoteMTA: $0.remoteHost,
                                  lastAttempt: $0.lastAttempt)
                 }, now: now, willRetryUntil: message.expires)
@@ -457,7 +457,7 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
         let wanted = delivered.filter { $0.0.notify?.contains(.success) == true }
         guard !message.sender.isEmpty, !wanted.isEmpty else { return }
         await sendDSN(builder: DSNBuilder(reportingMTA: configuration.hostname), message: message, recipients: wanted.map {
-            DSNRecipient(finalRecipient: $0.0.address, originalRecipient: $0.0.originalRecipient, action: action,
+            DSNRecipient(finalRecipient: $0.0.address, originalRecipient: DSNParameterSyntax.reportedOriginalRecipient($0.0.originalRecipient), action: action,
                          diagnostic: $0.1, remoteMTA: host, lastAttempt: clock())
         }, now: clock(), willRetryUntil: nil)
     }
@@ -466,7 +466,7 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
                          willRetryUntil: Date?) async {
         do {
             let original = try await store.queuedMessageBytes(blobID: message.blobID)
-            let bytes = builder.build(to: message.sender, envelopeID: message.envelopeID, arrival: message.created,
+            let bytes = builder.build(to: message.sender, envelopeID: message.envelopeID.flatMap(DSNParameterSyntax.parseEnvelopeID), arrival: message.created,
                                       recipients: recipients, original: original, ret: message.ret,
                                       willRetryUntil: willRetryUntil, now: now, utf8: message.requiresSMTPUTF8)
             // The null reverse-path: a DSN is never answered by another DSN (RFC 3461 §6.2).

@@ -208,8 +208,7 @@ public struct StoreSMTPBackend: SMTPBackend {
         guard let sender = transaction.sender else { return }
         var entries: [DSNRecipient] = []
         for (index, recipient) in transaction.recipients.enumerated() {
-            let orcpt = recipient.originalRecipient.flatMap { DSNParameterSyntax.parseOriginalRecipient($0) }
-                .map { "\($0.addressType); \($0.address)" }
+            let orcpt = DSNParameterSyntax.reportedOriginalRecipient(recipient.originalRecipient)
             if delivered.contains(index), recipient.notify?.contains(.success) == true {
                 entries.append(DSNRecipient(finalRecipient: recipient.mailbox.description, originalRecipient: orcpt, action: .delivered,
                                             diagnostic: "250 2.0.0 delivered to mailbox", remoteMTA: nil, lastAttempt: date))

@@ -3,6 +3,7 @@
 // replies to write, framing changes, recipient checks and deliveries for the adapter to run.
 // No sockets, no clock, no store: every test feeds it a transcript and reads the replies.
 
+import FacteurQueue
 import FacteurStore
 import Foundation
 

@@ -1,3 +1,4 @@
+import FacteurQueue
 import Foundation
 @testable import FacteurSMTP
 import XCTest

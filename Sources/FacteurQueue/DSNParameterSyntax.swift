@@ -1,5 +1,7 @@
 // RFC 3461 (SMTP Delivery Status Notifications) parameter syntax: RET and ENVID on MAIL,
 // NOTIFY and ORCPT on RCPT, and the xtext encoding (§4) their values use. Pure: no state.
+// It lives with the queue because both ends need it: the SMTP server validates the parameters
+// as they arrive, and the queue decodes them into the DSNs it writes (RFC 3464 §2.2.1, §2.3.1).
 
 import FacteurStore
 
@@ -58,7 +60,7 @@ public enum DSNParameterSyntax {
         let type = value[..<semicolon]
         let encoded = String(value[value.index(after: semicolon)...])
         // addr-type = atom (RFC 3461 §4.2, RFC 5322 atext); registered types are names like rfc822, utf-8.
-        guard !type.isEmpty, type.utf8.allSatisfy({ $0 < 0x80 && SMTPCommandParser.isAtext($0) }),
+        guard !type.isEmpty, type.utf8.allSatisfy(isASCIIAtext),
               !encoded.isEmpty, let address = decodeXtext(encoded) else { return nil }
         return (String(type), address)
     }
@@ -67,6 +69,11 @@ public enum DSNParameterSyntax {
     public static func parseEnvelopeID(_ value: String) -> String? {
         guard !value.isEmpty, value.utf8.count <= maxEnvelopeIDLength else { return nil }
         return decodeXtext(value)
+    }
+
+    /// ORCPT as a DSN shows it (RFC 3464 §2.3.1: `addr-type; address`, decoded), or nil.
+    public static func reportedOriginalRecipient(_ value: String?) -> String? {
+        value.flatMap(parseOriginalRecipient).map { "\($0.addressType); \($0.address)" }
     }
 
     /// `RET=FULL|HDRS` (RFC 3461 §4.3), case-insensitive.
@@ -78,6 +85,16 @@ public enum DSNParameterSyntax {
     public static func parseNotify(_ value: String) -> DSNNotify? {
         guard !value.split(separator: ",", omittingEmptySubsequences: false).contains(where: \.isEmpty) else { return nil }
         return DSNNotify(parameterValue: value)
+    }
+
+    /// RFC 5322 §3.2.3 atext, ASCII only.
+    static func isASCIIAtext(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return true
+        default:
+            return Array("!#$%&'*+-/=?^_`{|}~".utf8).contains(byte)
+        }
     }
 
     private static func hexValue(_ byte: UInt8) -> UInt8? {
