@@ -5,6 +5,7 @@
 // nesting depth and text length are capped (DMARCReportLimits), and documents with a DTD are refused
 // outright, so no entity expansion can amplify a small attachment.
 
+import FacteurMIME
 import Foundation
 #if canImport(FoundationXML)
 import FoundationXML
@@ -71,10 +72,11 @@ public enum DMARCReportError: Error, Equatable, CustomStringConvertible {
 
 extension DMARCAggregateReport {
     /// Parses one aggregate report document (either format; any encoding libxml2 knows).
-    public static func parse(xml bytes: [UInt8]) throws(DMARCReportError) -> DMARCAggregateReport {
-        guard bytes.count <= DMARCReportLimits.maxXMLBytes else {
+    public static func parse(xml input: [UInt8]) throws(DMARCReportError) -> DMARCAggregateReport {
+        guard input.count <= DMARCReportLimits.maxXMLBytes else {
             throw .tooLarge(limit: DMARCReportLimits.maxXMLBytes)
         }
+        let bytes = try utf8Document(input)
         guard bytes.contains(where: { $0 > 0x20 }) else { throw .malformedXML("document is empty") }
         if containsDoctype(bytes) { throw .documentTypeDeclaration }
 
@@ -86,10 +88,13 @@ extension DMARCAggregateReport {
         parser.delegate = handler
         let ok = parser.parse()
         if let error = handler.failure { throw error }
-        // libxml2 stops at the first well-formedness error. A report whose <feedback> element was
-        // already complete is kept (real reports carry junk around it, e.g. a stray unclosed
-        // <xs:schema> before <feedback>); anything else is an error.
-        if !ok && !handler.feedbackClosed {
+        // A report whose <feedback> element is complete is kept even when libxml2 stops later, or when
+        // it sits inside junk (real reports carry a stray unclosed <xs:schema> around it).
+        if handler.feedbackClosed, var report = handler.report() {
+            report.namespace = feedbackNamespace(bytes)
+            return report
+        }
+        if !ok {
             let detail = parser.parserError.map { error -> String in
                 let ns = error as NSError
                 let message = (ns.userInfo[NSLocalizedDescriptionKey] as? String) ?? "\(ns.domain) error \(ns.code)"
@@ -97,10 +102,103 @@ extension DMARCAggregateReport {
             } ?? "parse failed at line \(parser.lineNumber), column \(parser.columnNumber)"
             throw .malformedXML(detail)
         }
-        guard let report = handler.report() else {
-            throw .notAggregateReport(root: handler.rootName ?? "")
+        if !handler.feedbackSeen { throw .notAggregateReport(root: handler.rootName ?? "") }
+        throw .malformedXML("document ends before </feedback>")
+    }
+
+    /// The document as valid UTF-8 without its XML declaration, which is what libxml2 is then given.
+    /// FoundationXML force-unwraps every element name as UTF-8, and libxml2 falls back to Latin-1 on
+    /// invalid UTF-8 and passes such names through: a single bad byte in a tag would crash the process.
+    /// So the encoding is settled here: a BOM (UTF-8, UTF-16), else the declaration's `encoding`
+    /// (XML 1.0 §4.3.3; any charset FacteurMIME decodes), else UTF-8, which must then be valid.
+    static func utf8Document(_ input: [UInt8]) throws(DMARCReportError) -> [UInt8] {
+        var text: String
+        if input.starts(with: [0xEF, 0xBB, 0xBF]) {
+            guard let s = String(validating: input.dropFirst(3), as: UTF8.self) else { throw .malformedXML("invalid UTF-8") }
+            text = s
+        } else if input.starts(with: [0xFF, 0xFE]) || input.starts(with: [0xFE, 0xFF])
+                    || input.starts(with: [0x3C, 0x00, 0x3F, 0x00]) || input.starts(with: [0x00, 0x3C, 0x00, 0x3F]) {
+            let bigEndian = input[0] == 0xFE || input[0] == 0x00
+            let body = input.starts(with: [0xFF, 0xFE]) || input.starts(with: [0xFE, 0xFF]) ? input.dropFirst(2) : input[...]
+            guard body.count % 2 == 0 else { throw .malformedXML("odd number of bytes in UTF-16") }
+            var units: [UInt16] = []
+            units.reserveCapacity(body.count / 2)
+            var i = body.startIndex
+            while i < body.endIndex {
+                let (hi, lo) = bigEndian ? (body[i], body[i + 1]) : (body[i + 1], body[i])
+                units.append(UInt16(hi) << 8 | UInt16(lo))
+                i += 2
+            }
+            guard let s = String(validating: units, as: UTF16.self) else { throw .malformedXML("invalid UTF-16") }
+            text = s
+        } else if let declared = declaredEncoding(input), !["utf-8", "utf8"].contains(declared.lowercased()) {
+            guard let s = Charset.decode(input, charset: declared) else {
+                throw .malformedXML("unsupported encoding \(declared)")
+            }
+            text = s
+        } else {
+            guard let s = String(validating: input, as: UTF8.self) else { throw .malformedXML("invalid UTF-8") }
+            text = s
         }
-        return report
+        // Drop leading whitespace and the declaration (XML 1.0 §2.8), so libxml2 reads UTF-8.
+        var scalars = Substring(text).unicodeScalars.drop { $0 == " " || $0 == "\t" || $0 == "\r" || $0 == "\n" }
+        if String(String.UnicodeScalarView(scalars.prefix(5))) == "<?xml",
+           let end = String(scalars).range(of: "?>") {
+            let rest = String(scalars)[end.upperBound...]
+            scalars = Substring(rest).unicodeScalars[...]
+        }
+        return Array(String(String.UnicodeScalarView(scalars)).utf8)
+    }
+
+    /// The namespace of the first <feedback> start tag: its default namespace, or the one its prefix is
+    /// bound to on that tag. Read from the text because FoundationXML on Linux reports every namespace
+    /// declaration under the key "xmlns" when namespace processing is off.
+    static func feedbackNamespace(_ doc: [UInt8]) -> String? {
+        func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0D || b == 0x0A }
+        var i = 0
+        while i < doc.count {
+            guard doc[i] == UInt8(ascii: "<") else { i += 1; continue }
+            var j = i + 1
+            while j < doc.count, !isSpace(doc[j]), doc[j] != UInt8(ascii: ">"), doc[j] != UInt8(ascii: "/") { j += 1 }
+            let name = String(decoding: doc[(i + 1)..<j], as: UTF8.self)
+            let parts = name.split(separator: ":", maxSplits: 1)
+            guard parts.last == "feedback" else { i = j; continue }
+            let key = parts.count == 2 ? "xmlns:" + parts[0] : "xmlns"
+            var end = j
+            while end < doc.count, doc[end] != UInt8(ascii: ">") { end += 1 }
+            return attribute(key, in: String(decoding: doc[j..<end], as: UTF8.self))
+        }
+        return nil
+    }
+
+    /// The value of attribute `key` in the text of a start tag (after its name).
+    static func attribute(_ key: String, in tag: String) -> String? {
+        var search = tag[...]
+        while let found = search.range(of: key) {
+            let before = found.lowerBound == tag.startIndex ? " " : tag[tag.index(before: found.lowerBound)]
+            var rest = tag[found.upperBound...].drop { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r\n" || $0 == "\r" }
+            search = tag[found.upperBound...]
+            guard before.isWhitespace, rest.first == "=" else { continue }
+            rest = rest.dropFirst().drop { $0 == " " || $0 == "\t" || $0 == "\n" || $0 == "\r\n" || $0 == "\r" }
+            guard let quote = rest.first, quote == "\"" || quote == "'" else { return nil }
+            rest = rest.dropFirst()
+            guard let close = rest.firstIndex(of: quote) else { return nil }
+            return String(rest[..<close])
+        }
+        return nil
+    }
+
+    /// The `encoding` pseudo-attribute of an ASCII-compatible XML declaration, if any.
+    static func declaredEncoding(_ input: [UInt8]) -> String? {
+        let head = String(decoding: input.prefix(256), as: UTF8.self)
+        guard let start = head.range(of: "<?xml"), let end = head.range(of: "?>", range: start.upperBound..<head.endIndex),
+              let key = head.range(of: "encoding", range: start.upperBound..<end.lowerBound) else { return nil }
+        var rest = head[key.upperBound..<end.lowerBound].drop { $0 == " " || $0 == "=" || $0 == "\t" }
+        guard let quote = rest.first, quote == "\"" || quote == "'" else { return nil }
+        rest = rest.dropFirst()
+        guard let close = rest.firstIndex(of: quote) else { return nil }
+        let name = String(rest[..<close])
+        return name.isEmpty ? nil : name
     }
 
     /// Whether `<!DOCTYPE` occurs (ASCII case-insensitively) anywhere. UTF-16 documents are not
@@ -125,7 +223,10 @@ extension DMARCAggregateReport {
 final class DMARCReportSAXHandler: NSObject, XMLParserDelegate {
     private(set) var failure: DMARCReportError?
     private(set) var rootName: String?
+    private(set) var feedbackSeen = false
     private(set) var feedbackClosed = false
+    /// Elements open around <feedback> (or instead of it).
+    private var outside = 0
     private var namespace: String?
     private var stack: [String] = []
     private var text = ""
@@ -145,7 +246,7 @@ final class DMARCReportSAXHandler: NSObject, XMLParserDelegate {
     private var spf: DMARCAggregateReport.SPFAuthResult?
 
     func report() -> DMARCAggregateReport? {
-        guard rootName == "feedback" else { return nil }
+        guard feedbackSeen else { return nil }
         return DMARCAggregateReport(
             version: version, namespace: namespace,
             metadata: .init(orgName: orgName, email: email, extraContactInfo: extraContactInfo, reportID: reportID,
@@ -167,16 +268,19 @@ final class DMARCReportSAXHandler: NSObject, XMLParserDelegate {
                 qualifiedName qName: String?, attributes attributeDict: [String: String] = [:]) {
         guard failure == nil else { return }
         let name = Self.localName(elementName)
-        if rootName == nil {
-            rootName = name
-            guard name == "feedback" else { return fail(parser, .notAggregateReport(root: name)) }
-            namespace = attributeDict["xmlns"] ?? attributeDict.first(where: { $0.key.hasPrefix("xmlns:") })?.value
+        if rootName == nil { rootName = name }
+        guard !feedbackClosed else { return }  // anything after </feedback> is ignored
+        guard outside + stack.count < DMARCReportLimits.maxDepth else {
+            return fail(parser, .tooDeep(limit: DMARCReportLimits.maxDepth))
+        }
+        if stack.isEmpty {
+            guard name == "feedback" else {
+                outside += 1
+                return
+            }
+            feedbackSeen = true
             stack.append(name)
             return
-        }
-        guard !feedbackClosed else { return }  // junk after </feedback> is ignored
-        guard stack.count < DMARCReportLimits.maxDepth else {
-            return fail(parser, .tooDeep(limit: DMARCReportLimits.maxDepth))
         }
         stack.append(name)
         text = ""
@@ -220,7 +324,11 @@ final class DMARCReportSAXHandler: NSObject, XMLParserDelegate {
 
     func parser(_ parser: XMLParser, didEndElement elementName: String, namespaceURI: String?,
                 qualifiedName qName: String?) {
-        guard failure == nil, !feedbackClosed, !stack.isEmpty else { return }
+        guard failure == nil, !feedbackClosed else { return }
+        if stack.isEmpty {
+            outside -= 1
+            return
+        }
         let value = text.trimmingXMLSpace()
         text = ""
         textBytes = 0
