@@ -117,7 +117,9 @@ final class DMARCReportMailTests: XCTestCase {
     // MARK: zip
 
     /// A zip archive of our own making (APPNOTE §4.3): stored or deflated entries.
-    func makeZip(_ files: [(name: String, content: [UInt8], deflate: Bool, declaredSize: Int?)]) -> [UInt8] {
+    /// With `descriptor`, sizes and CRC go in a data descriptor after the data (general purpose flag bit
+    /// 3, §4.3.9), as streaming zip writers do; the local header then carries zeros.
+    func makeZip(_ files: [(name: String, content: [UInt8], deflate: Bool, declaredSize: Int?)], descriptor: Bool = false) -> [UInt8] {
         func le16(_ v: Int) -> [UInt8] { [UInt8(v & 0xFF), UInt8((v >> 8) & 0xFF)] }
         func le32(_ v: Int) -> [UInt8] { le16(v & 0xFFFF) + le16((v >> 16) & 0xFFFF) }
         func le32(_ v: UInt32) -> [UInt8] { le32(Int(v)) }
@@ -129,10 +131,15 @@ final class DMARCReportMailTests: XCTestCase {
             let crc = DMARCReportCompression.crc32(file.content)
             let size = file.declaredSize ?? file.content.count
             let name = Array(file.name.utf8)
-            let common = le16(20) + le16(0) + le16(file.deflate ? 8 : 0) + le16(0) + le16(0) + le32(crc)
+            let flags = descriptor ? 8 : 0
+            let common = le16(20) + le16(flags) + le16(file.deflate ? 8 : 0) + le16(0) + le16(0) + le32(crc)
                 + le32(data.count) + le32(size) + le16(name.count) + le16(0)
+            let local = descriptor
+                ? le16(20) + le16(flags) + le16(file.deflate ? 8 : 0) + le16(0) + le16(0) + le32(0) + le32(0) + le32(0) + le16(name.count) + le16(0)
+                : common
             directory += le32(0x0201_4B50) + le16(20) + common + le16(0) + le16(0) + le16(0) + le32(0) + le32(out.count) + name
-            out += le32(0x0403_4B50) + common + name + data
+            out += le32(0x0403_4B50) + local + name + data
+            if descriptor { out += le32(0x0807_4B50) + le32(crc) + le32(data.count) + le32(size) }
         }
         let offset = out.count
         return out + directory + le32(0x0605_4B50) + le16(0) + le16(0) + le16(files.count) + le16(files.count)
@@ -147,6 +154,48 @@ final class DMARCReportMailTests: XCTestCase {
         let reports = try DMARCReportExtractor.reports(fromAttachment: zip, filename: nil)
         XCTAssertEqual(reports.count, 2, "only the .xml entries are reports")
         XCTAssertEqual(reports.first?.records.count, 2)
+    }
+
+    func testZipWithDataDescriptors() throws {
+        let xml = Array(DMARCReportSamples.dmarcbisComplete().xml(format: .dmarcbis).utf8)
+        let zip = makeZip([("r.xml", xml, true, nil), ("s.xml", xml, false, nil)], descriptor: true)
+        let reports = try DMARCReportExtractor.reports(fromAttachment: zip, filename: "x.zip")
+        XCTAssertEqual(reports, [DMARCReportSamples.dmarcbisComplete(), DMARCReportSamples.dmarcbisComplete()])
+    }
+
+    /// Python's email and gzip modules read the composed mail: the attachment is what we wrote.
+    func testPythonReadsTheComposedMail() throws {
+        let python = "/usr/bin/python3"
+        guard FileManager.default.isExecutableFile(atPath: python) else {
+            if ProcessInfo.processInfo.environment["FACTEUR_REQUIRE_ALL"] == "1" { XCTFail("python3 missing") }
+            throw XCTSkip("python3 not installed; interop with Python's email/gzip not tested")
+        }
+        let report = DMARCReportSamples.rfc7489Complete()
+        let script = """
+        import sys, email, email.policy, gzip
+        m = email.message_from_binary_file(sys.stdin.buffer, policy=email.policy.default)
+        parts = [p for p in m.iter_attachments()]
+        assert len(parts) == 1, parts
+        a = parts[0]
+        assert a.get_content_type() == "application/gzip", a.get_content_type()
+        sys.stdout.write(a.get_filename() + "\\n")
+        sys.stdout.buffer.write(gzip.decompress(a.get_content()))
+        """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = ["-c", script]
+        let input = Pipe(), output = Pipe(), errors = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        input.fileHandleForWriting.write(Data(compose(report)))
+        try input.fileHandleForWriting.close()
+        let out = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let err = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        XCTAssertEqual(process.terminationStatus, 0, err)
+        XCTAssertEqual(out, DMARCReportMail.filename(report: report, reporterDomain: "mx.example.net") + "\n" + report.xml(format: .rfc7489))
     }
 
     func testDamagedZipsFailCleanly() {

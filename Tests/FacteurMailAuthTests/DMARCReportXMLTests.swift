@@ -55,13 +55,18 @@ enum DMARCReportSamples {
 }
 
 final class DMARCReportXMLTests: XCTestCase {
-    static let schemaPath: String? = {
+    static func schemaPath(_ name: String) -> String? {
         Bundle.module.url(forResource: "Fixtures", withExtension: nil)?
-            .appendingPathComponent("dmarc-reports/schema/rfc7489-rua-no-namespace.xsd").path
-    }()
+            .appendingPathComponent("dmarc-reports/schema/\(name)").path
+    }
 
     /// Runs xmllint against the RFC 7489 schema; skips when xmllint is absent (fails under FACTEUR_REQUIRE_ALL=1).
     func assertValidRFC7489(_ xml: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        try assertValid(xml, schema: "rfc7489-rua-no-namespace.xsd", file: file, line: line)
+    }
+
+    /// Runs `xmllint --noout --schema` on `xml` with a schema from Fixtures/dmarc-reports/schema.
+    func assertValid(_ xml: String, schema name: String, file: StaticString = #filePath, line: UInt = #line) throws {
         let xmllint = "/usr/bin/xmllint"
         guard FileManager.default.isExecutableFile(atPath: xmllint) else {
             if ProcessInfo.processInfo.environment["FACTEUR_REQUIRE_ALL"] == "1" {
@@ -69,7 +74,7 @@ final class DMARCReportXMLTests: XCTestCase {
             }
             throw XCTSkip("xmllint not installed (apt-get install -y libxml2-utils); RFC 7489 schema validation not run")
         }
-        let schema = try XCTUnwrap(Self.schemaPath)
+        let schema = try XCTUnwrap(Self.schemaPath(name))
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("dmarc-\(UUID().uuidString).xml")
         try Data(xml.utf8).write(to: path)
         defer { try? FileManager.default.removeItem(at: path) }
@@ -139,6 +144,7 @@ final class DMARCReportXMLTests: XCTestCase {
             XCTAssertTrue(xml.contains(element), "missing \(element)")
         }
         XCTAssertFalse(xml.contains("<pct>"), "DMARCbis has no pct")
+        try assertValid(xml, schema: "dmarcbis-structure.xsd")
         // Well-formed for libxml2, and the same report once parsed back.
         XCTAssertEqual(try DMARCAggregateReport.parse(xml: Array(xml.utf8)), report)
     }
@@ -147,6 +153,7 @@ final class DMARCReportXMLTests: XCTestCase {
         var report = DMARCReportSamples.rfc7489Complete()
         report.records[1].policyEvaluated.reasons.append(.init(type: .forwarded))
         let xml = report.xml(format: .dmarcbis)
+        try assertValid(xml, schema: "dmarcbis-structure.xsd")
         XCTAssertFalse(xml.contains("<pct>"))
         XCTAssertTrue(xml.contains("<testing>n</testing>"), "pct=50 is not testing mode")
         XCTAssertTrue(xml.contains("<type>policy_test_mode</type>"), "sampled_out becomes policy_test_mode")
