@@ -78,8 +78,10 @@ public struct DMARCReportBuilder: Sendable {
     /// The UTC day containing `epochSeconds`: 00:00:00 to 23:59:59 (RFC 7489 §7.2's daily period).
     public static func utcDay(containing epochSeconds: Int64) -> DMARCAggregateReport.DateRange {
         let day: Int64 = 86_400
-        var begin = (epochSeconds / day) * day
-        if epochSeconds < 0, epochSeconds % day != 0 { begin -= day }  // floor for times before 1970
+        // Clamped far beyond any real clock so the arithmetic below cannot overflow.
+        let t = min(max(epochSeconds, -(1 << 60)), 1 << 60)
+        var begin = (t / day) * day
+        if t < 0, t % day != 0 { begin -= day }  // floor for times before 1970
         return .init(begin: begin, end: begin + day - 1)
     }
 

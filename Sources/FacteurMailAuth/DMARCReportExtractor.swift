@@ -14,31 +14,50 @@ public enum DMARCReportExtractor {
             throw .tooLarge(limit: DMARCReportLimits.maxInputBytes)
         }
         let name = (filename ?? "").lowercased()
-        if DMARCReportCompression.isGzip(bytes) || (name.hasSuffix(".gz") && !DMARCReportCompression.isZip(bytes)) {
+        // The content decides first (reporters mislabel: ".xml.gz" that is plain XML, zips named .gz);
+        // the file name only when the content says nothing.
+        if DMARCReportCompression.isGzip(bytes) {
             return [try DMARCAggregateReport.parse(xml: try DMARCReportCompression.gunzip(bytes))]
         }
-        if DMARCReportCompression.isZip(bytes) || name.hasSuffix(".zip") {
-            let entries = try DMARCReportCompression.unzip(bytes)
-            let xmlEntries = entries.filter { $0.name.lowercased().hasSuffix(".xml") }
-            var reports: [DMARCAggregateReport] = []
-            var firstError: DMARCReportError?
-            for entry in (xmlEntries.isEmpty ? entries : xmlEntries) {
-                do throws(DMARCReportError) {
-                    // A zip inside holds a gzip now and then: one more level, no further.
-                    if DMARCReportCompression.isGzip(entry.bytes) {
-                        reports.append(try DMARCAggregateReport.parse(xml: try DMARCReportCompression.gunzip(entry.bytes)))
-                    } else {
-                        reports.append(try DMARCAggregateReport.parse(xml: entry.bytes))
-                    }
-                } catch {
-                    if firstError == nil { firstError = error }
-                }
-                if reports.count >= DMARCReportLimits.maxReportsPerMessage { break }
+        if DMARCReportCompression.isZip(bytes) {
+            return try reports(fromZip: bytes)
+        }
+        if !looksLikeXML(bytes) {
+            if name.hasSuffix(".gz") || name.hasSuffix(".gzip") {
+                return [try DMARCAggregateReport.parse(xml: try DMARCReportCompression.gunzip(bytes))]
             }
-            if reports.isEmpty { throw firstError ?? .noReportFound }
-            return reports
+            if name.hasSuffix(".zip") { return try reports(fromZip: bytes) }
         }
         return [try DMARCAggregateReport.parse(xml: bytes)]
+    }
+
+    /// Whether the first non-blank byte is "<" or a byte-order mark.
+    private static func looksLikeXML(_ bytes: [UInt8]) -> Bool {
+        guard let first = bytes.first(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0D && $0 != 0x0A }) else { return false }
+        return first == UInt8(ascii: "<") || first == 0xEF || first == 0xFE || first == 0xFF || first == 0x00
+    }
+
+    /// Every `.xml` file of a zip (every file when none is named .xml); a gzip inside is opened too.
+    private static func reports(fromZip bytes: [UInt8]) throws(DMARCReportError) -> [DMARCAggregateReport] {
+        let entries = try DMARCReportCompression.unzip(bytes)
+        let xmlEntries = entries.filter { $0.name.lowercased().hasSuffix(".xml") }
+        var reports: [DMARCAggregateReport] = []
+        var firstError: DMARCReportError?
+        for entry in (xmlEntries.isEmpty ? entries : xmlEntries) {
+            do throws(DMARCReportError) {
+                // A zip inside holds a gzip now and then: one more level, no further.
+                if DMARCReportCompression.isGzip(entry.bytes) {
+                    reports.append(try DMARCAggregateReport.parse(xml: try DMARCReportCompression.gunzip(entry.bytes)))
+                } else {
+                    reports.append(try DMARCAggregateReport.parse(xml: entry.bytes))
+                }
+            } catch {
+                if firstError == nil { firstError = error }
+            }
+            if reports.count >= DMARCReportLimits.maxReportsPerMessage { break }
+        }
+        if reports.isEmpty { throw firstError ?? .noReportFound }
+        return reports
     }
 
     /// Reports attached to one message (RFC 5322 + MIME). Parts are candidates when their media type

@@ -39,7 +39,9 @@ public enum DMARCReportMail {
         lines.append("From: \(headerSafe(from))")
         lines.append("To: \(to.map(headerSafe).joined(separator: ", "))")
         lines.append(contentsOf: fold("Subject: " + subject(report: report, reporterDomain: reporterDomain)))
-        lines.append("Date: \(rfc5322Date(Int64(date.timeIntervalSince1970.rounded(.down))))")
+        let seconds = date.timeIntervalSince1970
+        let epoch = seconds.isFinite ? Int64(min(max(seconds, -1e15), 1e15).rounded(.down)) : 0
+        lines.append("Date: \(rfc5322Date(epoch))")
         let id = headerSafe(messageID)
         lines.append("Message-ID: " + (id.hasPrefix("<") ? id : "<\(id)>"))
         lines.append("MIME-Version: 1.0")

@@ -228,6 +228,28 @@ final class DMARCReportMailTests: XCTestCase {
         }
     }
 
+    func testMislabelledAttachments() throws {
+        let xml = Array(DMARCReportSamples.rfc7489Complete().xml(format: .rfc7489).utf8)
+        // Plain XML named .xml.gz, gzip named .zip, gzip without a name: the content decides.
+        XCTAssertEqual(try DMARCReportExtractor.reports(fromAttachment: xml, filename: "a!b!1!2.xml.gz").count, 1)
+        XCTAssertEqual(try DMARCReportExtractor.reports(fromAttachment: DMARCReportCompression.gzip(xml), filename: "r.zip").count, 1)
+        XCTAssertEqual(try DMARCReportExtractor.reports(fromAttachment: DMARCReportCompression.gzip(xml)).count, 1)
+        // Binary garbage named .gz is a compression error, not an XML one.
+        XCTAssertThrowsError(try DMARCReportExtractor.reports(fromAttachment: [0x42, 0x5A, 0x68, 0x39], filename: "r.xml.gz")) { error in
+            guard case .corruptCompressedData = error as? DMARCReportError else { return XCTFail("\(error)") }
+        }
+    }
+
+    func testExtremeDatesDoNotTrap() {
+        XCTAssertEqual(DMARCReportBuilder.utcDay(containing: .max).end - DMARCReportBuilder.utcDay(containing: .max).begin, 86_399)
+        XCTAssertEqual(DMARCReportBuilder.utcDay(containing: .min).end - DMARCReportBuilder.utcDay(containing: .min).begin, 86_399)
+        var report = DMARCReportSamples.rfc7489Complete()
+        report.metadata.dateRange = .init(begin: .min, end: .max)
+        let message = DMARCReportMail.compose(report: report, reporterDomain: "r", from: "a@r", to: ["b@c"],
+                                              date: Date(timeIntervalSince1970: .infinity), messageID: "x@r")
+        XCTAssertFalse(message.isEmpty)
+    }
+
     func testMessageWithoutReport() {
         let message = Array("From: a@b\r\nSubject: hi\r\nContent-Type: text/plain\r\n\r\nhello\r\n".utf8)
         XCTAssertThrowsError(try DMARCReportExtractor.reports(fromMessage: message)) { error in
