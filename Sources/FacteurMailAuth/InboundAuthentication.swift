@@ -79,6 +79,8 @@ public struct MessageAuthentication: Sendable {
     /// The RFC5322.From domain, when the message has exactly one From: address with a domain.
     public var fromDomain: String?
     public var fromProblem: String?
+    /// DMARC (nil when it could not apply: no usable From domain, or no evaluator).
+    public var dmarc: DMARCEvaluation?
     public var mailFrom: String = ""
     public var helo: String = ""
 
@@ -118,6 +120,14 @@ public struct MessageAuthentication: Sendable {
                                                        comment: signature.testing ? "\(signature.reason); test mode" : signature.reason,
                                                        properties: properties))
         }
+        if let dmarc {
+            var comment = dmarc.reason
+            if let policy = dmarc.policy { comment = "p=\(policy.rawValue) dis=\(dmarc.disposition.rawValue); " + comment }
+            clauses.append(AuthenticationResultsClause(method: "dmarc", result: dmarc.result.rawValue, comment: comment,
+                                                       properties: [("header", "from", dmarc.fromDomain)]))
+        } else if let fromProblem {
+            clauses.append(AuthenticationResultsClause(method: "dmarc", result: "permerror", comment: fromProblem))
+        }
         if let iprev {
             clauses.append(AuthenticationResultsClause(method: "iprev", result: iprev.result.rawValue, comment: iprev.name ?? iprev.reason,
                                                        properties: [("policy", "iprev", ipText)]))
@@ -145,11 +155,13 @@ public struct MessageAuthenticator: Sendable {
     public var spf: SPFVerifier
     public var dkim: DKIMVerifier
     public var iprev: IPRevVerifier
+    public var dmarc: DMARCEvaluator
 
-    public init(resolver: any DNSResolver, receivingDomain: String) {
+    public init(resolver: any DNSResolver, receivingDomain: String, organizationalDomain: DMARCOrganizationalDomain = .treeWalk) {
         spf = SPFVerifier(resolver: resolver, receivingDomain: receivingDomain)
         dkim = DKIMVerifier(resolver: resolver)
         iprev = IPRevVerifier(resolver: resolver)
+        dmarc = DMARCEvaluator(resolver: resolver, organizationalDomain: organizationalDomain)
     }
 
     /// SPF, DKIM and iprev concurrently; the From: domain read from the header section.
@@ -173,6 +185,12 @@ public struct MessageAuthenticator: Sendable {
         outcome.spfMailFrom = await mailFromResult
         outcome.spfHELO = await heloResult
         outcome.iprev = await iprevResult
+        // DMARC (RFC 7489 §4.1, §6.6) on the From: domain with the SPF and DKIM results.
+        if let fromDomain = outcome.fromDomain, let spf = outcome.spfMailFrom {
+            outcome.dmarc = await self.dmarc.evaluate(DMARCInput(
+                fromDomain: fromDomain, spfResult: spf.result, spfDomain: spf.domain,
+                dkim: dkimResults.compactMap { result in result.domain.map { (result.result, $0) } }))
+        }
         return outcome
     }
 

@@ -48,9 +48,19 @@ public enum FacteurServer {
         let signer = configuration.mailAuth.dkimSign ? DKIMQueueSigner(cache: DKIMSignerCache(keyring: keyring), logger: logger) : nil
         let queue = QueueDeliveryService(store: store, resolver: resolver, configuration: queueConfiguration, signer: signer, logger: logger)
         let authservID = configuration.mailAuth.authservID ?? configuration.hostname
+        let organizationalDomain = try organizationalDomainStrategy(configuration)
+        let authenticator = MessageAuthenticator(resolver: resolver, receivingDomain: configuration.hostname,
+                                                 organizationalDomain: organizationalDomain)
+        let recorder = configuration.mailAuth.dmarcReports ? DMARCEvaluationRecorder(store: store, logger: logger) : nil
         let inspector = SenderAuthenticationInspector(
-            authenticator: MessageAuthenticator(resolver: resolver, receivingDomain: configuration.hostname),
-            authservID: authservID, configuration: configuration.mailAuth, store: store, logger: logger)
+            authenticator: authenticator, authservID: authservID, configuration: configuration.mailAuth, store: store,
+            recorder: recorder, logger: logger)
+        let reporting = DMARCReportingService(
+            recorder: recorder,
+            sender: DMARCReportSender(store: store, queue: queue, evaluator: authenticator.dmarc, organization: configuration.primaryDomain,
+                                      fromAddress: "noreply-dmarc@\(configuration.primaryDomain)", logger: logger),
+            ingestor: try await reportIngestor(store: store, configuration: configuration, logger: logger),
+            logger: logger)
         let context = ServerContext(
             configuration: configuration, store: store, sslContext: sslContext,
             authenticator: try makeAuthenticator(store: store, configuration: configuration),
@@ -67,7 +77,7 @@ public enum FacteurServer {
             announce("LISTENING \(listener.proto.rawValue) \(shown):\(running.address?.port ?? listener.port)")
         }
 
-        let service = ListenersService(listeners: listeners, store: store, queue: queue,
+        let service = ListenersService(listeners: listeners, store: store, queue: queue, reporting: reporting,
                                        grace: .seconds(configuration.shutdownGraceSeconds), logger: logger)
         let serviceGroup = ServiceGroup(configuration: .init(
             services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
@@ -156,6 +166,33 @@ public enum FacteurServer {
                              throttle: SharedAuthThrottle())
     }
 
+    /// DMARCbis's DNS tree walk, or RFC 7489's Public Suffix List from a file.
+    static func organizationalDomainStrategy(_ configuration: ServerConfiguration) throws -> DMARCOrganizationalDomain {
+        guard configuration.mailAuth.organizationalDomain == "psl", let path = configuration.mailAuth.publicSuffixList else { return .treeWalk }
+        do {
+            return .publicSuffixList(try PublicSuffixList(contentsOf: configuration.resolve(path)))
+        } catch {
+            throw ConfigurationError(file: "config", location: "mail_auth.public_suffix_list", message: "\(error)")
+        }
+    }
+
+    /// The account that receives other organisations' DMARC reports (created when missing,
+    /// with a random password: it is read by the server, not by a person).
+    static func reportIngestor(store: SQLiteMailStore, configuration: ServerConfiguration, logger: Logger) async throws -> DMARCReportIngestor? {
+        guard configuration.mailAuth.dmarcReports, var address = configuration.mailAuth.dmarcReportAddress else { return nil }
+        if !address.contains("@") { address += "@\(configuration.primaryDomain)" }
+        if try await store.account(address: address) == nil, try await store.resolveRecipient(address) != .unknownUser {
+            // An alias already takes that address: the operator routes reports elsewhere.
+            return nil
+        }
+        if try await store.account(address: address) == nil {
+            let credentials = try Credentials.make(password: FirstStart.randomPassword())
+            _ = try await store.addAccount(address: address, credentials: credentials, quota: .unlimited, isAdmin: false)
+            logger.notice("created the DMARC report account", metadata: ["address": "\(address)"])
+        }
+        return DMARCReportIngestor(store: store, address: address, logger: logger)
+    }
+
     /// The resolvers: `dns_servers` from the config, else /etc/resolv.conf.
     static func dnsConfiguration(_ configuration: ServerConfiguration) throws -> DNSClientConfiguration {
         guard !configuration.dnsServers.isEmpty else { return try DNSClientConfiguration.system() }
@@ -227,6 +264,7 @@ struct ListenersService: Service {
     let listeners: [RunningListener]
     let store: SQLiteMailStore
     let queue: QueueDeliveryService
+    let reporting: DMARCReportingService
     let grace: Duration
     let logger: Logger
 
@@ -255,6 +293,7 @@ struct ListenersService: Service {
                         }
                     }
                 }
+                group.addTask { await reporting.run() }
                 try? await gracefulShutdown()
                 group.cancelAll()
             }
@@ -266,5 +305,7 @@ struct ListenersService: Service {
                 group.addTask { await listener.shutdown(grace) }
             }
         }
+        // Counts of the messages just received belong in the next reports.
+        await reporting.recorder?.flush()
     }
 }

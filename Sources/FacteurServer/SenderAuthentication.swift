@@ -35,11 +35,18 @@ struct SenderAuthenticationInspector: MessageInspector {
     let store: any MailStore
     let logger: Logger
     let trustedNetworks: [IPNetwork]
+    let trustedForwarderNetworks: [IPNetwork]
+    let trustedForwarderDomains: [String]
+    /// Counts DMARC evaluations for the aggregate reports; nil: reports are off.
+    let recorder: DMARCEvaluationRecorder?
 
-    init(authenticator: MessageAuthenticator, authservID: String, configuration: MailAuthConfiguration, store: any MailStore, logger: Logger) {
+    init(authenticator: MessageAuthenticator, authservID: String, configuration: MailAuthConfiguration, store: any MailStore,
+         recorder: DMARCEvaluationRecorder?, logger: Logger) {
         self.authenticator = authenticator; self.authservID = authservID; self.configuration = configuration
-        self.store = store; self.logger = logger
+        self.store = store; self.logger = logger; self.recorder = recorder
         trustedNetworks = configuration.trustedNetworks.compactMap(IPNetwork.init)
+        trustedForwarderNetworks = configuration.trustedForwarders.compactMap(IPNetwork.init)
+        trustedForwarderDomains = configuration.trustedForwarders.filter { IPNetwork($0) == nil }.map { $0.lowercased() }
     }
 
     func makeDigest() -> any MessageDigest { InboundDigestAdapter() }
@@ -60,8 +67,71 @@ struct SenderAuthenticationInspector: MessageInspector {
                                                       dkimSession: streamed?.dkim ?? DKIMVerificationSession(headerBytes: headerBytes))
         let clauses = result.clauses
         let field = AuthenticationResultsField.render(authservID: authservID, clauses: clauses)
-        let summary = clauses.map { "\($0.method)=\($0.result)" }.joined(separator: " ")
-        return InspectionVerdict(disposition: .accept, headerFields: Array(field.utf8), removedFields: removed, summary: summary)
+        var summary = clauses.map { "\($0.method)=\($0.result)" }.joined(separator: " ")
+        var verdict = InspectionVerdict(disposition: .accept, headerFields: Array(field.utf8), removedFields: removed)
+
+        // A DMARC failure from a known forwarder is delivered: the forwarder broke SPF (and maybe
+        // DKIM) on the way, not the author (RFC 7489 §10.6, the "forwarded" override of §7.2).
+        var override: (type: String, comment: String)?
+        if let dmarc = result.dmarc, dmarc.result == .fail, let forwarder = trustedForwarder(ip: ip, iprev: result.iprev) {
+            override = ("trusted_forwarder", forwarder)
+        }
+        var applied = result.dmarc?.disposition ?? .none
+        if override != nil { applied = .none }
+        if applied != .none, !configuration.dmarcEnforce {
+            override = ("local_policy", "policy not enforced here")
+            applied = .none
+        }
+        if let dmarc = result.dmarc, dmarc.sampledOut, override == nil {
+            override = ("sampled_out", "")
+        }
+        switch applied {
+        case .reject:
+            verdict.disposition = .reject(SMTPReply(550, "5.7.1", "Message rejected by the DMARC policy of \(result.dmarc?.fromDomain ?? "the sender's domain")"))
+        case .quarantine:
+            verdict.disposition = .junk
+        case .none:
+            break
+        }
+        // Our own domains in From: must prove it, whatever they publish: outside mail claiming
+        // to be from us without passing DMARC is the classic spoof ("CEO fraud").
+        if configuration.rejectSpoofedLocalDomains, verdict.disposition != .reject(SMTPReply(550, "5.7.1", "")),
+           result.dmarc?.result != .pass, override == nil, let from = result.fromDomain, await isLocal(from) {
+            verdict.disposition = .reject(SMTPReply(550, "5.7.1", "Message rejected: From: claims local domain \(from) but is not authenticated by it"))
+            summary += " spoof=local-domain"
+        }
+        if let override { summary += " override=\(override.type)" }
+        verdict.summary = summary
+        if let recorder, let dmarc = result.dmarc {
+            let recorded: DMARCPolicy
+            switch verdict.disposition {
+            case .accept: recorded = .none
+            case .junk: recorded = .quarantine
+            case .reject: recorded = .reject
+            }
+            let envelopeTo = transaction.recipients.first.map { $0.mailbox.domain.lowercased() }
+            await recorder.record(dmarc, authentication: result, sourceIP: ip.description, envelopeTo: envelopeTo,
+                                  disposition: recorded, override: override)
+        }
+        return verdict
+    }
+
+    /// The configured forwarder this client is (an address in a listed network, or a
+    /// forward-confirmed name in a listed domain), or nil.
+    func trustedForwarder(ip: IPAddress, iprev: IPRevOutcome?) -> String? {
+        if let network = trustedForwarderNetworks.first(where: { $0.contains(ip) }) { return network.description }
+        guard iprev?.result == .pass, let name = iprev?.name?.lowercased() else { return nil }
+        return trustedForwarderDomains.first { name == $0 || name.hasSuffix("." + $0) }
+    }
+
+    /// A local domain, or a subdomain of one.
+    func isLocal(_ domain: String) async -> Bool {
+        var labels = domain.lowercased().split(separator: ".")
+        while labels.count >= 2 {
+            if (try? await store.isLocalDomain(labels.joined(separator: "."))) == true { return true }
+            labels.removeFirst()
+        }
+        return false
     }
 
     /// RFC 8601 §5: Authentication-Results fields that claim our authserv-id came from outside
