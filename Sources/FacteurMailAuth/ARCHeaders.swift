@@ -186,7 +186,10 @@ public struct ARCAuthenticationResults: Sendable, Hashable {
             do { try cursor.skipCFWS() } catch { throw DKIMSyntaxError("bad comment in instance") }
         }
         try skip()
-        guard cursor.peek == UInt8(ascii: "i") else { throw DKIMSyntaxError("AAR does not start with i=") }
+        // ABNF literals are case-insensitive (RFC 5234 §2.3): "i" or "I".
+        guard cursor.peek == UInt8(ascii: "i") || cursor.peek == UInt8(ascii: "I") else {
+            throw DKIMSyntaxError("AAR does not start with i=")
+        }
         cursor.index += 1
         try skip()
         guard cursor.peek == UInt8(ascii: "=") else { throw DKIMSyntaxError("AAR does not start with i=") }

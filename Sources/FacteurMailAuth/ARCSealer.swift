@@ -69,8 +69,7 @@ public struct ARCSealer: Sendable {
             throw .invalidDomain(authservID)
         }
         let header = MessageHeader(parsing: headerBytes)
-        let existing = try existingChain(header)
-        let instance = existing.count + 1
+        let (existing, instance) = try existingChain(header, chainValidation)
         guard instance <= ARCLimits.maxInstance else { throw .tooManyInstances }
         switch (instance, chainValidation) {
         case (1, .none), (2..., .pass), (2..., .fail):
@@ -137,22 +136,46 @@ public struct ARCSealer: Sendable {
             + aarField
     }
 
-    /// The sets already on the message, checked enough to extend them (§5.1: never after cv=fail).
-    func existingChain(_ header: MessageHeader) throws(ARCSealingError) -> [ARCSet] {
-        let (state, _) = ARCVerificationSession.collect(header: header, algorithms: [.rsaSHA256, .ed25519SHA256])
+    /// The sets already on the message and the instance of the new one. A chain that validates
+    /// structurally is extended; a broken one only with cv=fail (§5.1.2: the new seal then covers
+    /// its own set alone), numbered after the highest i= that can be read; none after cv=fail.
+    func existingChain(_ header: MessageHeader, _ chainValidation: ARCResult) throws(ARCSealingError) -> ([ARCSet], Int) {
+        let algorithms: Set<DKIMAlgorithm> = [.rsaSHA256, .ed25519SHA256]
+        let (state, _) = ARCVerificationSession.collect(header: header, algorithms: algorithms)
         switch state {
         case .none:
-            return []
+            return ([], 1)
         case .chain(let sets):
-            return sets
+            return (sets, sets.count + 1)
         case .failed(let reason):
-            // A newest seal with cv=fail ends the chain; any other breakage is reported as such.
-            let seals = header.fields(named: ARCFieldName.seal).compactMap { try? ARCSeal(parsing: $0.rawValue, algorithms: [.rsaSHA256, .ed25519SHA256]) }
+            let seals = header.fields(named: ARCFieldName.seal).compactMap { try? ARCSeal(parsing: $0.rawValue, algorithms: algorithms) }
             if let newest = seals.max(by: { $0.instance < $1.instance }), newest.chainValidation == .fail {
                 throw .chainTerminated
             }
-            throw .invalidChainValidation("the existing ARC chain is malformed: \(reason)")
+            guard chainValidation == .fail else {
+                throw .invalidChainValidation("the existing ARC chain is malformed (\(reason)): seal it with cv=fail")
+            }
+            let newest = Self.highestInstance(header)
+            guard newest >= 1 else { throw .invalidChainValidation("no ARC instance can be read: cv=fail needs i>1") }
+            return ([], newest + 1)
         }
+    }
+
+    /// The highest i= among the ARC fields whose instance can be read, however broken the rest is.
+    static func highestInstance(_ header: MessageHeader) -> Int {
+        var highest = 0
+        for field in header.fields {
+            var instance: Int?
+            if field.hasName(ARCFieldName.seal) || field.hasName(ARCFieldName.messageSignature) {
+                if let tags = try? DKIMTagList.parse(field.rawValue), let i = tags.first(where: { $0.name == "i" }) {
+                    instance = try? ARCTags.instance(ARCTags.text(i.value))
+                }
+            } else if field.hasName(ARCFieldName.authenticationResults) {
+                instance = (try? ARCAuthenticationResults(parsing: field.rawValue))?.instance
+            }
+            if let instance { highest = max(highest, instance) }
+        }
+        return highest
     }
 
     func sign(_ data: [UInt8]) throws(ARCSealingError) -> String {

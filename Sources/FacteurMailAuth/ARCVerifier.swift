@@ -203,6 +203,7 @@ public struct ARCVerificationSession: Sendable {
             return (.failed("ARC-Seal i=\(newest) has cv=fail: the chain was already broken"), infos)
         }
         // Step 3: instances 1…N each with exactly one AAR, AMS and AS; i=1 says cv=none, others cv=pass.
+        guard newest >= 1 else { return (.failed("no ARC instance could be read"), infos) }
         var sets: [ARCSet] = []
         for i in 1...newest {
             guard let s = seals[i], let m = signatures[i], let r = results[i] else {
@@ -247,6 +248,13 @@ public struct ARCVerificationSession: Sendable {
         guard check.ok else {
             return fail("ARC-Message-Signature i=\(newest): \(check.reason)", temporary: check.temporary)
         }
+        // The seals' keys (and the older AMS keys, when asked) are fetched concurrently: a chain of
+        // many hops would otherwise cost one DNS round trip per sealer in turn.
+        var names = sets.map { ARCKeyCache.Name(domain: $0.seal.domain, selector: $0.seal.selector) }
+        if verifier.validateOlderSignatures {
+            names += sets.dropLast().map { ARCKeyCache.Name(domain: $0.ams.domain, selector: $0.ams.selector) }
+        }
+        await keys.prefetch(names, resolver: verifier.resolver)
         // Step 5 (optional): walk back while the older AMS still verify.
         var oldestPass: Int?
         if verifier.validateOlderSignatures {
@@ -330,17 +338,38 @@ struct ARCCheck: Sendable {
 struct ARCKeyCache {
     private var records: [String: Result<DKIMKeyRecord, ARCKeyError>] = [:]
 
-    struct ARCKeyError: Error {
+    struct ARCKeyError: Error, Sendable {
         var reason: String
         var temporary: Bool
     }
 
+    struct Name: Hashable, Sendable {
+        var domain: String
+        var selector: String
+        var text: String { "\(selector)._domainkey.\(domain)" }
+    }
+
     mutating func key(domain: String, selector: String, resolver: any DNSResolver) async -> Result<DKIMKeyRecord, ARCKeyError> {
-        let name = "\(selector)._domainkey.\(domain)"
+        let name = Name(domain: domain, selector: selector).text
         if let known = records[name] { return known }
         let outcome = await Self.fetch(name, resolver: resolver)
         records[name] = outcome
         return outcome
+    }
+
+    /// Looks up every key not known yet, at the same time.
+    mutating func prefetch(_ names: [Name], resolver: any DNSResolver) async {
+        let missing = Set(names.map(\.text)).subtracting(records.keys)
+        guard !missing.isEmpty else { return }
+        let fetched = await withTaskGroup(of: (String, Result<DKIMKeyRecord, ARCKeyError>).self) { group in
+            for name in missing {
+                group.addTask { (name, await Self.fetch(name, resolver: resolver)) }
+            }
+            var all: [(String, Result<DKIMKeyRecord, ARCKeyError>)] = []
+            for await item in group { all.append(item) }
+            return all
+        }
+        for (name, outcome) in fetched { records[name] = outcome }
     }
 
     static func fetch(_ name: String, resolver: any DNSResolver) async -> Result<DKIMKeyRecord, ARCKeyError> {

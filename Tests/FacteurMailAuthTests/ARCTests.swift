@@ -150,6 +150,15 @@ final class ARCTests: XCTestCase {
                                                 authservID: "c.example", timestamp: Self.now)) { error in
             XCTAssertEqual(error as? ARCSealingError, .chainTerminated)
         }
+        // A structurally broken chain can only be sealed with cv=fail, numbered after what can be read.
+        let garbled = Array(String(decoding: once, as: UTF8.self).replacingOccurrences(of: "cv=none", with: "cv=bogus").utf8)
+        XCTAssertThrowsError(try Self.hop2.seal(message: garbled, authenticationResults: "arc=pass", chainValidation: .pass,
+                                                authservID: "b.example", timestamp: Self.now))
+        let sealedGarbled = try Self.hop2.seal(message: garbled, authenticationResults: "arc=fail", chainValidation: .fail,
+                                               authservID: "b.example", timestamp: Self.now)
+        XCTAssertTrue(sealedGarbled.contains("cv=fail; d=relay.example.net; i=2;"), sealedGarbled)
+        let garbledOutcome = await verifier.validate(message: Array(sealedGarbled.utf8) + garbled)
+        XCTAssertEqual(garbledOutcome.result, .fail)
         // An empty result list is written as "none" (RFC 8601 §2.2).
         let fields = try Self.hop1.seal(message: Self.message, authenticationResults: "  ", chainValidation: .none,
                                         authservID: "a.example", timestamp: Self.now)
