@@ -57,6 +57,10 @@ public struct ARCValidation: Sendable, Hashable {
         self.isTemporaryFailure = isTemporaryFailure
     }
 
+    /// The value for Authentication-Results' header.oldest-pass: 0 when every AMS verifies (as
+    /// OpenARC writes it), else the lowest instance from which every AMS verifies.
+    public var oldestPassProperty: Int? { oldestPassingAMS.map { $0 == 1 ? 0 : $0 } }
+
     /// The newest set (the sealer that handed us the message).
     public var latest: ARCInstanceInfo? { instances.last }
 }

@@ -75,9 +75,11 @@ final class ARCSuiteTests: XCTestCase {
             let outcome = await verifier.validate(message: Self.message(test["message"]))
             XCTAssertEqual(outcome.result, .pass, outcome.reason)
             XCTAssertEqual(outcome.oldestPassingAMS, 2)
+            XCTAssertEqual(outcome.oldestPassProperty, 2)
             let base = tests["cv_pass_i2_1"] as? [String: Any]
             let good = await verifier.validate(message: Self.message(base?["message"]))
             XCTAssertEqual(good.oldestPassingAMS, 1)
+            XCTAssertEqual(good.oldestPassProperty, 0)
             return
         }
         XCTFail("case not found")
