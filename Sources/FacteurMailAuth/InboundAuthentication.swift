@@ -15,13 +15,17 @@ public struct InboundMessageDigest: Sendable {
     public static let maxHeaderBytes = 256 * 1024
     private var header: [UInt8] = []
     private var session: DKIMVerificationSession?
+    /// Only when the message carries an ARC chain (RFC 8617): its AMS body hash runs alongside.
+    private var arc: ARCVerificationSession?
     private var headerOverflowed = false
+    private let arcAlgorithms: Set<DKIMAlgorithm>
 
-    public init() {}
+    public init(arcAlgorithms: Set<DKIMAlgorithm> = [.rsaSHA256]) { self.arcAlgorithms = arcAlgorithms }
 
     public mutating func consume(_ bytes: UnsafeRawBufferPointer) {
         if let _ = session {
             session!.update(body: bytes)
+            if arc != nil { arc!.update(body: bytes) }
             return
         }
         if headerOverflowed { return }
@@ -32,6 +36,11 @@ public struct InboundMessageDigest: Sendable {
             header.removeSubrange(end...)
             session = DKIMVerificationSession(headerBytes: header)
             session!.update(body: body)
+            let chain = ARCVerificationSession(headerBytes: header, algorithms: arcAlgorithms)
+            if chain.hasChain {
+                arc = chain
+                arc!.update(body: body)
+            }
         } else if header.count > Self.maxHeaderBytes {
             headerOverflowed = true
         }
@@ -56,6 +65,9 @@ public struct InboundMessageDigest: Sendable {
         if let session { return (header, session) }
         return (header, DKIMVerificationSession(headerBytes: headerOverflowed ? [] : header))
     }
+
+    /// The ARC chain with its body hashed, when the message has one.
+    public var arcSession: ARCVerificationSession? { arc }
 }
 
 /// The SMTP facts a verdict depends on.
@@ -81,6 +93,8 @@ public struct MessageAuthentication: Sendable {
     public var fromProblem: String?
     /// DMARC (nil when it could not apply: no usable From domain, or no evaluator).
     public var dmarc: DMARCEvaluation?
+    /// ARC (nil: the message has no chain).
+    public var arc: ARCValidation?
     public var mailFrom: String = ""
     public var helo: String = ""
 
@@ -128,6 +142,15 @@ public struct MessageAuthentication: Sendable {
         } else if let fromProblem {
             clauses.append(AuthenticationResultsClause(method: "dmarc", result: "permerror", comment: fromProblem))
         }
+        if let arc {
+            var properties: [(ptype: String, property: String, value: String)] = []
+            if let latest = arc.latest { properties.append(("header", "as.\(latest.instance).d", latest.sealerDomain)) }
+            if let oldest = arc.oldestPassProperty { properties.append(("header", "oldest-pass", String(oldest))) }
+            properties.append(("smtp", "remote-ip", ipText))
+            clauses.append(AuthenticationResultsClause(method: "arc", result: arc.result.rawValue, comment: arc.reason, properties: properties))
+        } else {
+            clauses.append(AuthenticationResultsClause(method: "arc", result: "none"))
+        }
         if let iprev {
             clauses.append(AuthenticationResultsClause(method: "iprev", result: iprev.result.rawValue, comment: iprev.name ?? iprev.reason,
                                                        properties: [("policy", "iprev", ipText)]))
@@ -156,8 +179,10 @@ public struct MessageAuthenticator: Sendable {
     public var dkim: DKIMVerifier
     public var iprev: IPRevVerifier
     public var dmarc: DMARCEvaluator
+    public var arc: ARCVerifier
 
     public init(resolver: any DNSResolver, receivingDomain: String, organizationalDomain: DMARCOrganizationalDomain = .treeWalk) {
+        arc = ARCVerifier(resolver: resolver)
         spf = SPFVerifier(resolver: resolver, receivingDomain: receivingDomain)
         dkim = DKIMVerifier(resolver: resolver)
         iprev = IPRevVerifier(resolver: resolver)
@@ -165,7 +190,8 @@ public struct MessageAuthenticator: Sendable {
     }
 
     /// SPF, DKIM and iprev concurrently; the From: domain read from the header section.
-    public func authenticate(_ identity: SMTPIdentity, headerBytes: [UInt8], dkimSession: DKIMVerificationSession) async -> MessageAuthentication {
+    public func authenticate(_ identity: SMTPIdentity, headerBytes: [UInt8], dkimSession: DKIMVerificationSession,
+                             arcSession: ARCVerificationSession? = nil) async -> MessageAuthentication {
         var outcome = MessageAuthentication()
         outcome.mailFrom = identity.mailFrom
         outcome.helo = identity.helo
@@ -179,12 +205,18 @@ public struct MessageAuthenticator: Sendable {
         async let heloResult: SPFOutcome? = (!identity.mailFrom.isEmpty && heloIsName)
             ? spf.checkHELO(ip: identity.clientIP, helo: identity.helo) : nil
         async let iprevResult = iprev.check(identity.clientIP)
+        let arcVerifier = self.arc
+        async let arcResult: ARCValidation? = {
+            guard var chain = arcSession else { return nil }
+            return await chain.finish(using: arcVerifier)
+        }()
         var session = dkimSession
         let dkimResults = await session.finish(using: dkim)
         outcome.dkim = dkimResults
         outcome.spfMailFrom = await mailFromResult
         outcome.spfHELO = await heloResult
         outcome.iprev = await iprevResult
+        outcome.arc = await arcResult
         // DMARC (RFC 7489 §4.1, §6.6) on the From: domain with the SPF and DKIM results.
         if let fromDomain = outcome.fromDomain, let spf = outcome.spfMailFrom {
             outcome.dmarc = await self.dmarc.evaluate(DMARCInput(

@@ -18,13 +18,14 @@ final class InboundDigestAdapter: MessageDigest {
     struct Result: Sendable {
         var headerBytes: [UInt8]
         var dkim: DKIMVerificationSession
+        var arc: ARCVerificationSession?
     }
 
     func consume(_ bytes: UnsafeRawBufferPointer) { digest.consume(bytes) }
 
     func finish() -> any Sendable {
         let (header, session) = digest.finished()
-        return Result(headerBytes: header, dkim: session)
+        return Result(headerBytes: header, dkim: session, arc: digest.arcSession)
     }
 }
 
@@ -64,7 +65,8 @@ struct SenderAuthenticationInspector: MessageInspector {
         let identity = SMTPIdentity(clientIP: ip, helo: transaction.heloName,
                                     mailFrom: transaction.sender.map { $0.description } ?? "")
         let result = await authenticator.authenticate(identity, headerBytes: streamed?.headerBytes ?? headerBytes,
-                                                      dkimSession: streamed?.dkim ?? DKIMVerificationSession(headerBytes: headerBytes))
+                                                      dkimSession: streamed?.dkim ?? DKIMVerificationSession(headerBytes: headerBytes),
+                                                      arcSession: streamed?.arc)
         let clauses = result.clauses
         let field = AuthenticationResultsField.render(authservID: authservID, clauses: clauses)
         var summary = clauses.map { "\($0.method)=\($0.result)" }.joined(separator: " ")
@@ -75,6 +77,11 @@ struct SenderAuthenticationInspector: MessageInspector {
         var override: (type: String, comment: String)?
         if let dmarc = result.dmarc, dmarc.result == .fail, let forwarder = trustedForwarder(ip: ip, iprev: result.iprev) {
             override = ("trusted_forwarder", forwarder)
+        }
+        // RFC 8617 §7.2: a trusted intermediary's ARC set vouches for what it saw before it
+        // changed the message (a mailing list's footer, a forwarder's envelope).
+        if let dmarc = result.dmarc, dmarc.result == .fail, override == nil, let sealer = arcRescue(result.arc) {
+            override = ("local_policy", "arc=pass as.\(result.arc?.latest?.instance ?? 0).d=\(sealer)")
         }
         var applied = result.dmarc?.disposition ?? .none
         if override != nil { applied = .none }
@@ -124,6 +131,18 @@ struct SenderAuthenticationInspector: MessageInspector {
         return trustedForwarderDomains.first { name == $0 || name.hasSuffix("." + $0) }
     }
 
+    /// The trusted sealer whose valid chain says DMARC (or an aligned-looking SPF/DKIM) passed
+    /// when the message reached it; nil when there is none.
+    func arcRescue(_ arc: ARCValidation?) -> String? {
+        guard let arc, arc.result == .pass, let latest = arc.latest,
+              configuration.arcTrustedSealers.contains(latest.sealerDomain.lowercased()),
+              let results = latest.parsedResults else { return nil }
+        let passed = results.results(for: "dmarc").contains { $0.result == "pass" }
+            || results.results(for: "dkim").contains { $0.result == "pass" }
+            || results.results(for: "spf").contains { $0.result == "pass" }
+        return passed ? latest.sealerDomain : nil
+    }
+
     /// A local domain, or a subdomain of one.
     func isLocal(_ domain: String) async -> Bool {
         var labels = domain.lowercased().split(separator: ".")
@@ -138,41 +157,10 @@ struct SenderAuthenticationInspector: MessageInspector {
     /// and would mislead filters and users; they are removed before ours is added.
     static func forgedResults(_ header: MessageHeader, authservID: String) -> [Range<Int>] {
         header.fields(named: "Authentication-Results").filter {
-            authservIDToken($0.rawValue)?.lowercased() == authservID.lowercased()
+            AuthenticationResultsParser.authservID(of: $0.rawValue)?.lowercased() == authservID.lowercased()
         }.map(\.range)
     }
 
-    /// The first token of the field value (comments and whitespace skipped, quotes removed).
-    static func authservIDToken(_ value: [UInt8]) -> String? {
-        var index = 0
-        var depth = 0
-        while index < value.count {
-            let byte = value[index]
-            if depth > 0 {
-                if byte == UInt8(ascii: "\\") { index += 1 } else if byte == UInt8(ascii: "(") { depth += 1 } else if byte == UInt8(ascii: ")") { depth -= 1 }
-                index += 1
-                continue
-            }
-            if byte == UInt8(ascii: "(") { depth = 1; index += 1; continue }
-            if byte == 32 || byte == 9 || byte == 13 || byte == 10 { index += 1; continue }
-            break
-        }
-        guard index < value.count else { return nil }
-        var token: [UInt8] = []
-        if value[index] == UInt8(ascii: "\"") {
-            index += 1
-            while index < value.count, value[index] != UInt8(ascii: "\"") {
-                if value[index] == UInt8(ascii: "\\") { index += 1 }
-                if index < value.count { token.append(value[index]) }
-                index += 1
-            }
-        } else {
-            while index < value.count, ![UInt8(ascii: ";"), UInt8(ascii: "("), 32, 9, 13, 10].contains(value[index]) {
-                token.append(value[index]); index += 1
-            }
-        }
-        return token.isEmpty ? nil : String(decoding: token, as: UTF8.self)
-    }
 }
 
 /// Signs what the queue takes (submissions, DSNs, reports, forwarded mail) with the keys of the
