@@ -36,7 +36,15 @@ public struct StaticResolver: DNSResolver {
     /// reads (`example.org. 300 IN MX 10 mail.example.org.`). Blank lines and `;` comments are skipped.
     public mutating func add(zone text: String) throws(DNSPresentationError) {
         for line in text.split(whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
-            let content = line.prefix { $0 != ";" }
+            // A ";" starts a comment, except inside a quoted character-string (TXT "v=DMARC1; p=none").
+            var quoted = false
+            var escaped = false
+            let content = line.prefix { character in
+                if escaped { escaped = false; return true }
+                if character == "\\" { escaped = true; return true }
+                if character == "\"" { quoted.toggle() }
+                return quoted || character != ";"
+            }
             guard content.contains(where: { $0 != " " && $0 != "\t" }) else { continue }
             add(try DNSResourceRecord(presentation: String(content)))
         }

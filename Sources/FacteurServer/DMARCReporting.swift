@@ -203,7 +203,8 @@ struct DMARCReportSender {
     }
 }
 
-/// Reads the reports that arrive in the reporting account's INBOX, keeps them, marks them \Seen.
+/// Reads the reports that arrive in the reporting account's INBOX, keeps them, and removes the
+/// messages (what is not a report is logged and removed too: nobody reads this mailbox).
 struct DMARCReportIngestor {
     let store: SQLiteMailStore
     let address: String
@@ -214,7 +215,8 @@ struct DMARCReportIngestor {
         guard let account = try await store.account(address: address),
               let inbox = try await store.mailbox(accountID: account.id, name: "INBOX") else { return 0 }
         var kept = 0
-        for message in try await store.messages(mailboxID: inbox.id) where !message.flags.contains(.seen) {
+        var done: [UInt32] = []
+        for message in try await store.messages(mailboxID: inbox.id) {
             let bytes = try await store.messageBytes(messageID: message.id)
             do {
                 for report in try DMARCReportExtractor.reports(fromMessage: bytes) {
@@ -230,14 +232,16 @@ struct DMARCReportIngestor {
             } catch {
                 logger.notice("not a DMARC report", metadata: ["uid": "\(message.uid)", "error": "\(error)"])
             }
-            _ = try await store.setFlags(mailboxID: inbox.id, uid: message.uid, flags: message.flags.union(.seen), keywords: message.keywords)
+            done.append(message.uid)
         }
+        // Kept as parsed reports in the store: the messages themselves would only pile up.
+        if !done.isEmpty { try await store.expunge(mailboxID: inbox.id, uids: done) }
         if kept > 0 { logger.info("DMARC reports received", metadata: ["count": "\(kept)"]) }
         return kept
     }
 }
 
-/// The timers: evaluations flushed every five minutes, received reports read every minute, our
+/// The timers: evaluations flushed every five minutes, received reports read every 10 seconds, our
 /// reports sent once a day shortly after midnight UTC (and at start for days left unsent).
 struct DMARCReportingService: Sendable {
     let recorder: DMARCEvaluationRecorder?
@@ -264,7 +268,77 @@ struct DMARCReportingService: Sendable {
                 do { try await sender.sendDue(now: now) } catch { logger.warning("sending DMARC reports failed", metadata: ["error": "\(error)"]) }
                 lastSendDay = day
             }
-            try? await Task.sleep(for: .seconds(60))
+            try? await Task.sleep(for: .seconds(10))
         }
+    }
+}
+
+/// What `facteur dmarc …` does, on the data folder (the server may be running: the store is
+/// shared, and reports queued here are picked up by its queue worker).
+public enum DMARCCommands {
+    /// Per source IP, what the reports received for our domains say.
+    public static func summary(configuration: ServerConfiguration, domain: String?, days: Int) async throws -> String {
+        let store = try SQLiteMailStore(directory: configuration.dataDirectory, logger: quietLogger)
+        let since = Date().addingTimeInterval(-Double(days) * 86_400)
+        var reports: [DMARCAggregateReport] = []
+        for stored in try await store.receivedDMARCReports(since: since, policyDomain: domain) {
+            if let report = try? DMARCAggregateReport.parse(xml: stored.xml) { reports.append(report) }
+        }
+        guard !reports.isEmpty else { return "no DMARC reports received in the last \(days) days\n" }
+        return "\(reports.count) report(s) from \(Set(reports.map(\.metadata.orgName)).count) reporter(s)\n"
+            + DMARCReportSummary(reports: reports).renderTable()
+    }
+
+    /// Reads report files (XML, .gz, .zip or a whole message) into the store.
+    public static func importReports(configuration: ServerConfiguration, files: [String]) async throws -> Int {
+        let store = try SQLiteMailStore(directory: configuration.dataDirectory, logger: quietLogger)
+        var added = 0
+        for file in files {
+            guard let data = FileManager.default.contents(atPath: file) else { throw ConfigurationError(file: file, location: "-", message: "cannot read") }
+            let bytes = Array(data)
+            let reports = file.hasSuffix(".eml") ? try DMARCReportExtractor.reports(fromMessage: bytes)
+                : try DMARCReportExtractor.reports(fromAttachment: bytes, filename: (file as NSString).lastPathComponent)
+            for report in reports {
+                let xml = Array(report.xml(format: report.namespace == nil ? .rfc7489 : .dmarcbis).utf8)
+                if try await store.addReceivedDMARCReport(
+                    organization: report.metadata.orgName, reportID: report.metadata.reportID, policyDomain: report.policyPublished.domain,
+                    begin: Date(timeIntervalSince1970: TimeInterval(report.metadata.dateRange.begin)),
+                    end: Date(timeIntervalSince1970: TimeInterval(report.metadata.dateRange.end)), xml: xml) {
+                    added += 1
+                }
+            }
+        }
+        return added
+    }
+
+    /// The aggregate reports we would send now (XML, RFC 7489 format), without sending them.
+    public static func pendingReports(configuration: ServerConfiguration, includeToday: Bool) async throws -> [(domain: String, xml: String)] {
+        let store = try SQLiteMailStore(directory: configuration.dataDirectory, logger: quietLogger)
+        let day = Int(Date().timeIntervalSince1970 / 86_400) + (includeToday ? 1 : 0)
+        return try await store.dmarcEvaluations(before: day).compactMap { group in
+            DMARCReportSender.report(group: group, organization: configuration.primaryDomain,
+                                     email: "noreply-dmarc@\(configuration.primaryDomain)")
+                .map { (group.policyDomain, $0.xml(format: .rfc7489)) }
+        }
+    }
+
+    /// Queues the due reports now (DKIM-signed like everything queued); a running server delivers them.
+    public static func sendReports(configuration: ServerConfiguration, includeToday: Bool) async throws -> Int {
+        let store = try SQLiteMailStore(directory: configuration.dataDirectory, logger: quietLogger)
+        let resolver = DNSClient(configuration: try FacteurServer.dnsConfiguration(configuration), logger: quietLogger)
+        let keyring = DKIMKeyring(directory: configuration.resolve("dkim"))
+        let queue = QueueDeliveryService(store: store, resolver: resolver, configuration: QueueConfiguration(hostname: configuration.hostname),
+                                         signer: configuration.mailAuth.dkimSign ? DKIMQueueSigner(cache: DKIMSignerCache(keyring: keyring), logger: quietLogger) : nil,
+                                         logger: quietLogger)
+        let evaluator = DMARCEvaluator(resolver: resolver, organizationalDomain: try FacteurServer.organizationalDomainStrategy(configuration))
+        let sender = DMARCReportSender(store: store, queue: queue, evaluator: evaluator, organization: configuration.primaryDomain,
+                                       fromAddress: "noreply-dmarc@\(configuration.primaryDomain)", logger: quietLogger)
+        return try await sender.sendDue(includeToday: includeToday)
+    }
+
+    static var quietLogger: Logger {
+        var logger = Logger(label: "facteur")
+        logger.logLevel = .warning
+        return logger
     }
 }

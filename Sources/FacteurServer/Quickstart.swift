@@ -1,6 +1,7 @@
 // `facteur quickstart DOMAIN`: a production configuration on the standard ports, and the DNS
 // records to publish for it. It never overwrites an existing configuration file.
 
+import FacteurMailAuth
 import Foundation
 
 public enum Quickstart {
@@ -67,20 +68,21 @@ public enum Quickstart {
     }
 
     /// The records to publish, in zone-file form.
-    public static func dnsRecords(domain: String, hostname: String) -> String {
-        """
+    public static func dnsRecords(domain: String, hostname: String, dkim: [(name: String, value: String)] = []) -> String {
+        let dkimLines = dkim.isEmpty ? "; DKIM: `facteur dkim record \(domain)` prints the key records once keys exist.\n"
+            : dkim.map { "\($0.name). IN TXT   \(DKIMKeyring.zoneText($0.value))\n" }.joined()
+        return """
         ; DNS records for \(domain), served by \(hostname)
         ; \(hostname) needs A/AAAA records for this server's addresses, and the PTR of each
         ; address should name \(hostname) (large receivers refuse mail from addresses without one).
         \(domain).                 IN MX    10 \(hostname).
         \(domain).                 IN TXT   "v=spf1 mx -all"
-        _dmarc.\(domain).          IN TXT   "v=DMARC1; p=quarantine; rua=mailto:postmaster@\(domain)"
+        _dmarc.\(domain).          IN TXT   "v=DMARC1; p=quarantine; rua=mailto:dmarc-reports@\(domain)"
         _submissions._tcp.\(domain). IN SRV 0 1 465 \(hostname).
         _submission._tcp.\(domain).  IN SRV 0 1 587 \(hostname).
         _imaps._tcp.\(domain).     IN SRV   0 1 993 \(hostname).
         _pop3s._tcp.\(domain).     IN SRV   0 1 995 \(hostname).
-        ; DKIM: signing keys and their records come with DKIM support (not in this version yet).
 
-        """
+        """ + dkimLines
     }
 }

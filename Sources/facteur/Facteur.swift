@@ -15,7 +15,7 @@ struct Facteur: AsyncParsableCommand {
         commandName: "facteur",
         abstract: "A complete mail server.",
         subcommands: [Serve.self, DomainCommand.self, AccountCommand.self, AliasCommand.self, MailboxCommand.self, MessageCommand.self,
-                      QueueCommand.self, DKIMCommand.self, QuickstartCommand.self])
+                      QueueCommand.self, DKIMCommand.self, DMARCCommand.self, QuickstartCommand.self])
 }
 
 /// `--data` and `--config`, accepted by every subcommand.
@@ -409,6 +409,12 @@ struct QuickstartCommand: AsyncParsableCommand {
         print("wrote \(file)")
         print("start the server with: facteur serve --data \(data)")
         print("the first start creates \(domain) and admin@\(domain), and prints its password once\n")
-        print(Quickstart.dnsRecords(domain: domain, hostname: hostname), terminator: "")
+        // Keys now, so that the records printed below are the ones the server will sign with.
+        let keyring = DKIMKeyring(directory: "\(data)/dkim")
+        if try keyring.keys(for: domain).isEmpty {
+            for algorithm in ["ed25519", "rsa"] { try keyring.generate(domain: domain, algorithm: algorithm) }
+        }
+        let dkim = try keyring.records(for: domain).map { (name: $0.name, value: $0.value) }
+        print(Quickstart.dnsRecords(domain: domain, hostname: hostname, dkim: dkim), terminator: "")
     }
 }

@@ -13,6 +13,8 @@ final class MailAuthEndToEndTests: E2ETestCase {
     var unbound: UnboundProcess?
     var receiver: FacteurProcess!
     var sender: FacteurProcess?
+    var receiverSetup: (data: URL, config: URL, port: Int)?
+    var senderSetup: (data: URL, config: URL)?
 
     override func tearDownWithError() throws {
         for instance in [sender, receiver] {
@@ -27,7 +29,7 @@ final class MailAuthEndToEndTests: E2ETestCase {
     }
 
     /// Starts unbound with the test zones, the receiving instance, and (optionally) the sending one.
-    func startWorld(withSender: Bool) throws {
+    func startWorld(withSender: Bool, receiverPort: Int = 0, senderSMTPPort: Int? = nil) throws {
         guard let executable = UnboundProcess.executable() else {
             _ = try RequiredTool.path("unbound")
             return
@@ -41,8 +43,10 @@ final class MailAuthEndToEndTests: E2ETestCase {
         dns_servers = ["127.0.0.1:\(dnsPort)"]
         [mail_auth]
         trusted_networks = []
+        \(senderSMTPPort.map { "[delivery]\nmx_port = \($0)" } ?? "")
         """.write(to: receiverConfig, atomically: true, encoding: .utf8)
-        receiver = try FacteurProcess(dataDir: receiverData, listen: ["smtp=127.0.0.1:0"], config: receiverConfig)
+        receiver = try FacteurProcess(dataDir: receiverData, listen: ["smtp=127.0.0.1:\(receiverPort)"], config: receiverConfig)
+        receiverSetup = (receiverData, receiverConfig, receiverPort)
         try receiver.addAccount("bob@receiver.test")
 
         // The sender's keys exist before it starts, so that their records can be published.
@@ -75,7 +79,7 @@ final class MailAuthEndToEndTests: E2ETestCase {
             ],
             "sender.test": [
                 "sender.test. 300 IN TXT \"v=spf1 ip4:127.0.0.1 -all\"",
-                "_dmarc.sender.test. 300 IN TXT \"v=DMARC1; p=reject; rua=mailto:dmarc@sender.test\"",
+                "_dmarc.sender.test. 300 IN TXT \"v=DMARC1; p=reject; rua=mailto:dmarc-reports@sender.test\"",
                 "mx.sender.test. 300 IN A 127.0.0.1",
                 "sender.test. 300 IN MX 10 mx.sender.test.",
             ] + dkimRecords,
@@ -91,7 +95,9 @@ final class MailAuthEndToEndTests: E2ETestCase {
             ],
         ])
         if withSender {
-            sender = try FacteurProcess(dataDir: senderData, listen: ["submission=127.0.0.1:0"], config: senderConfig)
+            let listen = ["submission=127.0.0.1:0"] + (senderSMTPPort.map { ["smtp=127.0.0.1:\($0)"] } ?? [])
+            sender = try FacteurProcess(dataDir: senderData, listen: listen, config: senderConfig)
+            senderSetup = (senderData, senderConfig)
         }
     }
 
@@ -198,5 +204,49 @@ final class MailAuthEndToEndTests: E2ETestCase {
         XCTAssertFalse(stored.contains("bank.example"), "the forged field claiming our authserv-id is gone")
         XCTAssertTrue(stored.contains("Authentication-Results: other.example; spf=pass"))
         XCTAssertTrue(results.contains { $0.contains("mx.receiver.test") && $0.contains("spf=pass") && $0.contains("dmarc=pass") }, "\(results)")
+    }
+
+    /// The receiver counts the evaluation, builds a report that validates against RFC 7489's
+    /// schema, sends it to the sender domain's rua, and the sender's instance parses it.
+    func testAggregateReportTravelsToTheSenderDomainAndValidatesAgainstTheSchema() throws {
+        let xmllint = try RequiredTool.path("xmllint")
+        guard let receiverPort = UnboundProcess.freePort(), let senderPort = UnboundProcess.freePort() else { throw XCTSkip("no free ports") }
+        try startWorld(withSender: true, receiverPort: receiverPort, senderSMTPPort: senderPort)
+        guard let sender, let submission = sender.ports["submission"], let receiverSetup, let senderSetup else { return }
+        let reply = try send("submit", port: submission, mailFrom: "alice@sender.test", fromHeader: "alice@sender.test",
+                             to: "bob@receiver.test", subject: "counted-for-the-report")
+        XCTAssertEqual(reply["accepted"] as? Bool, true, "\(reply)")
+        _ = try waitForMessage("bob@receiver.test", subject: "counted-for-the-report")
+        // A graceful stop writes the day's counts to the store.
+        XCTAssertEqual(receiver.stop(), 0)
+
+        let pending = try FacteurProcess.cli(["dmarc", "pending", "--include-today", "--config", receiverSetup.config.path], dataDir: receiverSetup.data)
+        XCTAssertEqual(pending.status, 0, pending.summary)
+        let xml = pending.stdoutText.split(separator: "\n").filter { !$0.hasPrefix("<!--") }.joined(separator: "\n")
+        XCTAssertTrue(xml.contains("<domain>sender.test</domain>"), xml)
+        XCTAssertTrue(xml.contains("<header_from>sender.test</header_from>"), xml)
+        XCTAssertTrue(xml.contains("<count>1</count>"), xml)
+        XCTAssertTrue(xml.contains("<dkim>pass</dkim>") && xml.contains("<spf>pass</spf>"), xml)
+        let file = dataRoot.url.appendingPathComponent("report.xml")
+        try Data(xml.utf8).write(to: file)
+        let schema = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("FacteurMailAuthTests/Fixtures/dmarc-reports/schema/rfc7489-rua-no-namespace.xsd")
+        let lint = try Subprocess.run(xmllint, ["--noout", "--schema", schema.path, file.path])
+        XCTAssertEqual(lint.status, 0, "the report validates against RFC 7489 Appendix C: \(lint.summary)")
+
+        let queued = try FacteurProcess.cli(["dmarc", "send", "--include-today", "--config", receiverSetup.config.path], dataDir: receiverSetup.data)
+        XCTAssertEqual(queued.status, 0, queued.summary)
+        XCTAssertTrue(queued.stdoutText.contains("1 report(s) queued"), queued.stdoutText)
+        // Back up: its queue delivers the report to sender.test's MX, where it is read and kept.
+        receiver = try FacteurProcess(dataDir: receiverSetup.data, listen: ["smtp=127.0.0.1:\(receiverSetup.port)"], config: receiverSetup.config)
+        let deadline = Date().addingTimeInterval(60)
+        var summary = ""
+        while Date() < deadline {
+            summary = try FacteurProcess.cli(["dmarc", "report", "--config", senderSetup.config.path], dataDir: senderSetup.data).stdoutText
+            if summary.contains("127.0.0.1") { break }
+            Thread.sleep(forTimeInterval: 1)
+        }
+        XCTAssertTrue(summary.contains("1 report(s) from 1 reporter(s)"), summary)
+        XCTAssertTrue(summary.contains("127.0.0.1"), summary)
     }
 }

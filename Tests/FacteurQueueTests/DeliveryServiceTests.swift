@@ -190,8 +190,9 @@ final class DeliveryServiceTests: XCTestCase {
                               times: QueueTimes(lifetime: 4000, delayWarning: 600))
         let queued = try await enqueue(service, to: ["b@example.org"], sender: "")
         var withSender = QueueSubmission(sender: "a@example.net", recipients: [QueueRecipientInput(address: "b@example.org")],
-                                         message: .memory(message), envelopeID: "ENV42")
-        withSender.recipients[0].originalRecipient = "rfc822;b@example.org"
+                                         message: .memory(message), envelopeID: "ENV+2B42")
+        // As sent in SMTP: xtext (RFC 3461 §4); the DSN shows it decoded (RFC 3464 §2.3.1).
+        withSender.recipients[0].originalRecipient = "rfc822;b+2Btag@example.org"
         let tracked = try await service.enqueue(withSender)
         try await service.runOnce()
         let value13 = try await store.queuedMessage(id: tracked.id)
@@ -207,8 +208,8 @@ final class DeliveryServiceTests: XCTestCase {
         let warningBytes = try await store.queuedMessageBytes(blobID: dsns[0].blobID)
         let warning = String(decoding: warningBytes, as: UTF8.self)
         XCTAssertTrue(warning.contains("Action: delayed"))
-        XCTAssertTrue(warning.contains("Original-Envelope-Id: ENV42"))
-        XCTAssertTrue(warning.contains("Original-Recipient: rfc822;b@example.org"))
+        XCTAssertTrue(warning.contains("Original-Envelope-Id: ENV+42"), warning)
+        XCTAssertTrue(warning.contains("Original-Recipient: rfc822; b+tag@example.org"), warning)
         XCTAssertTrue(warning.contains("Will-Retry-Until:"))
         XCTAssertTrue(warning.contains("Content-Type: text/rfc822-headers"), "a delay report returns headers only")
 
