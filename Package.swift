@@ -58,6 +58,7 @@ let package = Package(
         // SMTP: parser, session state machine, NIO adapter.
         .target(name: "FacteurSMTP", dependencies: [
             "FacteurNet", "FacteurStore", "FacteurIdentity", "FacteurMIME", "FacteurQueue",
+            .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOTLS", package: "swift-nio"),

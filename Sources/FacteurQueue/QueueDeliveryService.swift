@@ -389,7 +389,12 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
                                                          nextAttempt: nextAttempt(for: recipient, message: message))))
                 continue
             }
-            guard case .local(let accounts) = resolution, !accounts.isEmpty else {
+            // An alias's external members are not reached from here: the queue delivers locally
+            // what was routed to a local domain (a DSN to a local sender, say).
+            var accounts: [AccountRecord] = []
+            if case .local(let found) = resolution { accounts = found }
+            if case .forwarded(let found, _) = resolution { accounts = found }
+            guard !accounts.isEmpty else {
                 outcomes.append((recipient.id, .failed(reply: "550 5.1.1 <\(recipient.address)>: no such local user", host: configuration.hostname)))
                 continue
             }

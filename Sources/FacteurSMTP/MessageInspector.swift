@@ -19,6 +19,13 @@ public protocol MessageInspector: Sendable {
     /// Called once the message is complete, before it is stored. `digest` is what the digest's
     /// `finish` returned (nil if it could not be kept, e.g. a message over the size limit).
     func inspect(_ transaction: SMTPTransaction, digest: (any Sendable)?, header: MessageHeader, headerBytes: [UInt8]) async -> InspectionVerdict
+    /// Header fields to put on a message we forward through `domain` (an ARC set, RFC 8617),
+    /// given what `inspect` found; `prefix` is what already goes above the message.
+    func forwardingFields(message: MessageData, prefix: [UInt8], inspection: InspectionVerdict, domain: String) async -> [UInt8]
+}
+
+extension MessageInspector {
+    public func forwardingFields(message: MessageData, prefix: [UInt8], inspection: InspectionVerdict, domain: String) async -> [UInt8] { [] }
 }
 
 public struct InspectionVerdict: Sendable {
@@ -36,6 +43,8 @@ public struct InspectionVerdict: Sendable {
     public var removedFields: [Range<Int>]
     /// For the delivery log line, e.g. "spf=pass dkim=pass dmarc=pass".
     public var summary: String
+    /// What the inspector found, for its own later use (sealing forwarded mail).
+    public var findings: (any Sendable)?
 
     public init(disposition: Disposition = .accept, headerFields: [UInt8] = [], removedFields: [Range<Int>] = [], summary: String = "") {
         self.disposition = disposition; self.headerFields = headerFields; self.removedFields = removedFields; self.summary = summary

@@ -47,12 +47,15 @@ public struct StoreSMTPBackend: SMTPBackend {
     let queue: (any OutboundQueue)?
     /// Checks mail from unauthenticated clients (sender authentication); nil: none.
     let inspector: (any MessageInspector)?
+    /// Rewrites the envelope sender of forwarded mail, and reverses it for bounces (SRS).
+    let senderRewriting: SenderRewriting?
 
     public init(store: any MailStore, hostname: String, primaryDomain: String, logger: Logger,
                 rateLimiter: SubmissionRateLimiter? = nil, queue: (any OutboundQueue)? = nil,
-                inspector: (any MessageInspector)? = nil,
+                inspector: (any MessageInspector)? = nil, senderRewriting: SenderRewriting? = nil,
                 now: @escaping @Sendable () -> Date = { Date() }) {
         self.inspector = inspector
+        self.senderRewriting = senderRewriting
         self.rateLimiter = rateLimiter
         self.queue = queue
         self.store = store
@@ -76,6 +79,11 @@ public struct StoreSMTPBackend: SMTPBackend {
         if domain.hasPrefix("[") { return .relayDenied }
         let address = "\(mailbox.localPart)@\(domain)"
         do {
+            // A bounce to an address we rewrote when forwarding goes back to the original sender.
+            if let senderRewriting, mailbox.localPart.uppercased().hasPrefix("SRS0="), try await store.isLocalDomain(domain) {
+                guard let original = senderRewriting.reverse(localPart: mailbox.localPart, now: now()) else { return .unknownUser }
+                return queue == nil ? .relayUnavailable : .forwarded([], external: [original])
+            }
             switch try await store.resolveRecipient(address) {
             case .nonLocalDomain:
                 // Only an authenticated user relays; with a queue, the recipient is accepted for it.
@@ -95,6 +103,12 @@ public struct StoreSMTPBackend: SMTPBackend {
                     }
                 }
                 return .accepted(accounts.map { LocalRecipient(accountID: $0.id, address: $0.address) })
+            case .forwarded(let accounts, let external):
+                guard queue != nil else {
+                    // Nowhere to forward to: the local members still get it, if there are any.
+                    return accounts.isEmpty ? .relayUnavailable : .accepted(accounts.map { LocalRecipient(accountID: $0.id, address: $0.address) })
+                }
+                return .forwarded(accounts.map { LocalRecipient(accountID: $0.id, address: $0.address) }, external: external)
             }
         } catch {
             logger.error("recipient lookup failed", metadata: ["rcpt": "\(address)", "error": "\(error)"])
@@ -252,6 +266,43 @@ public struct StoreSMTPBackend: SMTPBackend {
         await deliver(transaction, message: message, digest: nil)
     }
 
+    /// Forwarding (aliases with members elsewhere, and bounces to our SRS addresses): one queued
+    /// copy for every external address, with the envelope sender rewritten (SRS) so that the next
+    /// hop's SPF check passes, our Received: and Authentication-Results on top, and an ARC set when
+    /// the inspector seals. DKIM signing happens in the queue.
+    func forward(_ transaction: SMTPTransaction, recipients: [SMTPTransaction.Recipient], message: MessageData,
+                 queue: any OutboundQueue, inspection: InspectionVerdict, date: Date) async -> Result<Void, Error> {
+        var seen = Set<String>()
+        var inputs: [QueueRecipientInput] = []
+        for recipient in recipients {
+            // RFC 3461 §6.2.1(d): the original recipient travels with the forwarded copy.
+            let orcpt = recipient.originalRecipient ?? "rfc822;" + DSNParameterSyntax.encodeXtext(recipient.mailbox.description)
+            for target in recipient.forwards where seen.insert(target.lowercased()).inserted {
+                inputs.append(QueueRecipientInput(address: target, originalRecipient: orcpt, notify: recipient.notify))
+            }
+        }
+        let via = recipients[0].mailbox.domain.isEmpty ? primaryDomain : recipients[0].mailbox.domain.lowercased()
+        let sender = transaction.sender.map { original in
+            senderRewriting?.forward(original.description, via: via, now: date) ?? original.description
+        } ?? ""
+        var prefix = TraceHeaders.received(transaction: transaction, recipient: recipients.count == 1 ? recipients[0].mailbox.description : nil,
+                                           hostname: hostname, date: date) + inspection.headerFields
+        if let inspector {
+            prefix = await inspector.forwardingFields(message: message, prefix: prefix, inspection: inspection, domain: via) + prefix
+        }
+        do {
+            let queued = try await queue.enqueue(QueueSubmission(
+                sender: sender, recipients: inputs, message: message, envelopeID: transaction.envelopeID, ret: transaction.ret,
+                requiresSMTPUTF8: transaction.receivedProtocol.hasPrefix("UTF8"), account: nil, headerPrefix: prefix))
+            logger.info("message forwarded", metadata: ["queue_id": "\(transaction.id)", "outbound_id": "\(queued.id)",
+                                                        "from": "\(sender)", "rcpt": "\(inputs.map(\.address).joined(separator: ","))"])
+            return .success(())
+        } catch {
+            logger.error("message not forwarded", metadata: ["queue_id": "\(transaction.id)", "error": "\(error)"])
+            return .failure(error)
+        }
+    }
+
     /// A copy of `message` without the header bytes in `ranges` (sorted, inside the header
     /// section). A spooled message gets a new spool file; the old one is removed.
     static func removingFields(_ ranges: [Range<Int>], from message: MessageData) -> MessageData? {
@@ -332,26 +383,32 @@ public struct StoreSMTPBackend: SMTPBackend {
                 message = cleaned
             }
         }
-        // Recipients with no local account are for other domains: they go to the outbound queue.
-        let remoteRecipients = transaction.recipients.filter { $0.accounts.isEmpty }
-        let remote = remoteRecipients.map(\.mailbox)
-        var localData = message
-        if !remote.isEmpty {
-            guard let queue else { return .storageFailure }
-            let local = transaction.recipients.contains { !$0.accounts.isEmpty }
-            // Both the queue and the store take over a spool file: give each its own name for it.
-            var queueData = message
-            if local, case .file(let path, let size) = message {
-                let copy = path + ".q"
-                guard link(path, copy) == 0 else { return .storageFailure }
-                queueData = .file(path: copy, size: size)
-            }
+        // Up to three consumers take the message: the queue for relayed recipients (submission),
+        // the queue again for forwarded ones (aliases with external members), and the store.
+        // Each takes over a spool file, so each gets its own name for it (a hard link).
+        let relayed = transaction.recipients.filter(\.isRelayed)
+        let forwarding = transaction.recipients.filter { !$0.forwards.isEmpty }
+        let hasLocal = transaction.recipients.contains { !$0.accounts.isEmpty }
+        var consumers = (relayed.isEmpty ? 0 : 1) + (forwarding.isEmpty ? 0 : 1) + (hasLocal ? 1 : 0)
+        func handOver() -> MessageData? {
+            defer { consumers -= 1 }
+            guard consumers > 1, case .file(let path, let size) = message else { return message }
+            let copy = path + ".\(consumers)"
+            guard link(path, copy) == 0 else { return nil }
+            return .file(path: copy, size: size)
+        }
+        func abandon() {
+            if case .file(let path, _) = message { try? FileManager.default.removeItem(atPath: path) }
+        }
+        if !relayed.isEmpty {
+            guard let queue, let queueData = handOver() else { abandon(); return .storageFailure }
+            let remote = relayed.map(\.mailbox)
             let prefix = TraceHeaders.received(transaction: transaction, recipient: remote.count == 1 ? remote[0].description : nil,
                                                hostname: hostname, date: date) + inspection.headerFields + submissionPrefix
             do {
                 let queued = try await queue.enqueue(QueueSubmission(
                     sender: transaction.sender.map(\.description) ?? "",
-                    recipients: remoteRecipients.map {
+                    recipients: relayed.map {
                         QueueRecipientInput(address: $0.mailbox.description, originalRecipient: $0.originalRecipient, notify: $0.notify)
                     },
                     message: queueData, envelopeID: transaction.envelopeID, ret: transaction.ret,
@@ -360,13 +417,21 @@ public struct StoreSMTPBackend: SMTPBackend {
                 logger.info("message queued", metadata: ["queue_id": "\(transaction.id)", "outbound_id": "\(queued.id)",
                                                          "rcpt": "\(remote.map(\.description).joined(separator: ","))"])
             } catch {
-                if case .file(let path, _) = localData, local { try? FileManager.default.removeItem(atPath: path) }
+                if consumers > 0 { abandon() }
                 logger.error("message not queued", metadata: ["queue_id": "\(transaction.id)", "error": "\(error)"])
                 return .storageFailure
             }
-            if !local { return .stored }
-            localData = message
         }
+        if !forwarding.isEmpty {
+            guard let queue, let forwardData = handOver() else { abandon(); return .storageFailure }
+            if case .failure = await forward(transaction, recipients: forwarding, message: forwardData, queue: queue,
+                                             inspection: inspection, date: date) {
+                if consumers > 0 { abandon() }
+                return .storageFailure
+            }
+        }
+        if !hasLocal { return .stored }
+        guard let localData = handOver() else { abandon(); return .storageFailure }
         // One copy per account, even when several recipients (aliases, +tags) lead to it.
         var seen = Set<Int64>()
         var recipients: [DeliveryRecipient] = []

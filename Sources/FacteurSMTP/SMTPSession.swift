@@ -63,6 +63,8 @@ public struct LocalRecipient: Equatable, Sendable {
 /// The outcome of checking one RCPT TO.
 public enum RecipientVerdict: Equatable, Sendable {
     case accepted([LocalRecipient])
+    /// An alias with members elsewhere (forwarding), and maybe local ones too.
+    case forwarded([LocalRecipient], external: [String])
     case unknownUser
     case relayDenied
     /// Submission to another domain: needs the outbound queue, which is not built yet.
@@ -105,6 +107,10 @@ public struct SMTPTransaction: Equatable, Sendable {
         public var notify: DSNNotify? = nil
         /// RFC 3461 §4.2 ORCPT as sent (`addr-type;xtext`), validated; nil when not given.
         public var originalRecipient: String? = nil
+        /// Addresses elsewhere this recipient forwards to (an alias's external members).
+        public var forwards: [String] = []
+        /// Neither a local mailbox nor a forwarding alias: relayed for an authenticated user.
+        public var isRelayed: Bool { accounts.isEmpty && forwards.isEmpty }
     }
     public var id: String
     public var sender: SMTPMailbox?
@@ -230,6 +236,11 @@ public struct SMTPSession: Sendable {
         case .accepted(let accounts):
             recipients.append(.init(mailbox: mailbox, accounts: accounts, notify: pendingRecipientDSN.notify,
                                     originalRecipient: pendingRecipientDSN.originalRecipient))
+            pendingRecipientDSN = (nil, nil)
+            return [.reply(SMTPReply(250, "2.1.5", "Ok"))]
+        case .forwarded(let accounts, let external):
+            recipients.append(.init(mailbox: mailbox, accounts: accounts, notify: pendingRecipientDSN.notify,
+                                    originalRecipient: pendingRecipientDSN.originalRecipient, forwards: external))
             pendingRecipientDSN = (nil, nil)
             return [.reply(SMTPReply(250, "2.1.5", "Ok"))]
         case .unknownUser:

@@ -45,7 +45,8 @@ public enum FacteurServer {
         if configuration.mailAuth.dkimGenerateKeys {
             try await ensureDKIMKeys(keyring: keyring, domains: try await store.domains().map(\.name), logger: logger)
         }
-        let signer = configuration.mailAuth.dkimSign ? DKIMQueueSigner(cache: DKIMSignerCache(keyring: keyring), logger: logger) : nil
+        let signerCache = DKIMSignerCache(keyring: keyring)
+        let signer = configuration.mailAuth.dkimSign ? DKIMQueueSigner(cache: signerCache, logger: logger) : nil
         let queue = QueueDeliveryService(store: store, resolver: resolver, configuration: queueConfiguration, signer: signer, logger: logger)
         let authservID = configuration.mailAuth.authservID ?? configuration.hostname
         let organizationalDomain = try organizationalDomainStrategy(configuration)
@@ -54,7 +55,7 @@ public enum FacteurServer {
         let recorder = configuration.mailAuth.dmarcReports ? DMARCEvaluationRecorder(store: store, logger: logger) : nil
         let inspector = SenderAuthenticationInspector(
             authenticator: authenticator, authservID: authservID, configuration: configuration.mailAuth, store: store,
-            recorder: recorder, logger: logger)
+            recorder: recorder, signerCache: signerCache, logger: logger)
         let reporting = DMARCReportingService(
             recorder: recorder,
             sender: DMARCReportSender(store: store, queue: queue, evaluator: authenticator.dmarc, organization: configuration.primaryDomain,
@@ -65,6 +66,7 @@ public enum FacteurServer {
             configuration: configuration, store: store, sslContext: sslContext,
             authenticator: try makeAuthenticator(store: store, configuration: configuration),
             queue: queue, inspector: inspector,
+            senderRewriting: SenderRewriting(secret: try loadSecret(configuration.resolve("keys/srs-secret"))),
             submissionRateLimiter: SubmissionRateLimiter(limits: .init(messagesPerHour: configuration.submissionMessagesPerHour,
                                                                       recipientsPerHour: configuration.submissionRecipientsPerHour)),
             spoolDirectory: spool, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
@@ -97,7 +99,8 @@ public enum FacteurServer {
             let backend = StoreSMTPBackend(store: context.store, hostname: configuration.hostname,
                                            primaryDomain: configuration.primaryDomain, logger: context.logger,
                                            rateLimiter: submission ? context.submissionRateLimiter : nil,
-                                           queue: context.queue, inspector: submission ? nil : context.inspector)
+                                           queue: context.queue, inspector: submission ? nil : context.inspector,
+                                           senderRewriting: context.senderRewriting)
             var limits = SMTPServerLimits()
             limits.idleTimeout = .seconds(Int64(configuration.idleTimeoutSeconds))
             let session = SMTPSessionConfiguration(
@@ -150,17 +153,7 @@ public enum FacteurServer {
     /// One authenticator for every protocol, with a persisted secret so that an unknown user's
     /// fake SCRAM salt stays the same across protocols and restarts (it must not reveal who exists).
     static func makeAuthenticator(store: SQLiteMailStore, configuration: ServerConfiguration) throws -> Authenticator {
-        let path = configuration.resolve("keys/sasl-secret")
-        let secret: [UInt8]
-        if let existing = FileManager.default.contents(atPath: path), existing.count == 32 {
-            secret = Array(existing)
-        } else {
-            try FileManager.default.createDirectory(atPath: configuration.resolve("keys"), withIntermediateDirectories: true)
-            var generator = SystemRandomNumberGenerator()
-            secret = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
-            try Data(secret).write(to: URL(fileURLWithPath: path), options: .atomic)
-            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
-        }
+        let secret = try loadSecret(configuration.resolve("keys/sasl-secret"))
         return Authenticator(configuration: .init(sasl: SASLOptions(unknownUserSecret: SymmetricKey(data: secret))),
                              lookup: { try await store.credentials(address: $0) },
                              throttle: SharedAuthThrottle())
@@ -215,6 +208,18 @@ public enum FacteurServer {
         }
     }
 
+    /// A 32-byte secret kept in the data folder (created on first use, readable by us only), so
+    /// that what it protects survives restarts.
+    static func loadSecret(_ path: String) throws -> [UInt8] {
+        if let existing = FileManager.default.contents(atPath: path), existing.count == 32 { return Array(existing) }
+        try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        var generator = SystemRandomNumberGenerator()
+        let secret = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        try Data(secret).write(to: URL(fileURLWithPath: path), options: .atomic)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
+        return secret
+    }
+
     /// Writes a line to standard output at once (tests and scripts wait for these lines).
     static func announce(_ line: String) {
         FileHandle.standardOutput.write(Data((line + "\n").utf8))
@@ -247,6 +252,7 @@ struct ServerContext: Sendable {
     let authenticator: Authenticator
     let queue: QueueDeliveryService
     let inspector: SenderAuthenticationInspector
+    let senderRewriting: SenderRewriting
     let submissionRateLimiter: SubmissionRateLimiter
     let spoolDirectory: String
     let group: any EventLoopGroup

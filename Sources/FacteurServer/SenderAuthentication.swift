@@ -40,11 +40,13 @@ struct SenderAuthenticationInspector: MessageInspector {
     let trustedForwarderDomains: [String]
     /// Counts DMARC evaluations for the aggregate reports; nil: reports are off.
     let recorder: DMARCEvaluationRecorder?
+    /// Keys for ARC sealing of forwarded mail.
+    let signerCache: DKIMSignerCache?
 
     init(authenticator: MessageAuthenticator, authservID: String, configuration: MailAuthConfiguration, store: any MailStore,
-         recorder: DMARCEvaluationRecorder?, logger: Logger) {
+         recorder: DMARCEvaluationRecorder?, signerCache: DKIMSignerCache? = nil, logger: Logger) {
         self.authenticator = authenticator; self.authservID = authservID; self.configuration = configuration
-        self.store = store; self.logger = logger; self.recorder = recorder
+        self.store = store; self.logger = logger; self.recorder = recorder; self.signerCache = signerCache
         trustedNetworks = configuration.trustedNetworks.compactMap(IPNetwork.init)
         trustedForwarderNetworks = configuration.trustedForwarders.compactMap(IPNetwork.init)
         trustedForwarderDomains = configuration.trustedForwarders.filter { IPNetwork($0) == nil }.map { $0.lowercased() }
@@ -109,6 +111,7 @@ struct SenderAuthenticationInspector: MessageInspector {
         }
         if let override { summary += " override=\(override.type)" }
         verdict.summary = summary
+        verdict.findings = result
         if let recorder, let dmarc = result.dmarc {
             let recorded: DMARCPolicy
             switch verdict.disposition {
@@ -129,6 +132,26 @@ struct SenderAuthenticationInspector: MessageInspector {
         if let network = trustedForwarderNetworks.first(where: { $0.contains(ip) }) { return network.description }
         guard iprev?.result == .pass, let name = iprev?.name?.lowercased() else { return nil }
         return trustedForwarderDomains.first { name == $0 || name.hasSuffix("." + $0) }
+    }
+
+    /// RFC 8617 §5.1: an ARC set on mail we forward (when `arc_seal` is on), sealed with the
+    /// forwarding domain's RSA key, carrying our Authentication-Results and our chain verdict.
+    func forwardingFields(message: MessageData, prefix: [UInt8], inspection: InspectionVerdict, domain: String) async -> [UInt8] {
+        guard configuration.arcSeal, let signerCache,
+              let signer = signerCache.signers(forFromDomain: domain).first(where: { $0.key.algorithm == .rsaSHA256 }),
+              let (head, bodyHash) = RelaxedMessageReader.read(message) else { return [] }
+        let headerBytes = prefix + head
+        let results = ARCSealer.authenticationResults(in: MessageHeader(parsing: headerBytes), authservID: authservID) ?? ""
+        let chain = (inspection.findings as? MessageAuthentication)?.arc?.result ?? ARCResult.none
+        do {
+            let fields = try ARCSealer(domain: signer.domain, selector: signer.selector, key: signer.key).seal(
+                headerBytes: headerBytes, bodyHash: bodyHash, authenticationResults: results, chainValidation: chain,
+                authservID: authservID, timestamp: Int64(Date().timeIntervalSince1970))
+            return Array(fields.utf8)
+        } catch {
+            logger.notice("not ARC-sealed", metadata: ["domain": "\(domain)", "error": "\(error)"])
+            return []
+        }
     }
 
     /// The trusted sealer whose valid chain says DMARC (or an aligned-looking SPF/DKIM) passed
@@ -163,38 +186,49 @@ struct SenderAuthenticationInspector: MessageInspector {
 
 }
 
+/// The header section of a message (memory or spool file) and its relaxed body hash, the body
+/// read in chunks: what DKIM signing and ARC sealing need.
+enum RelaxedMessageReader {
+    static let headLimit = 256 * 1024
+
+    static func read(_ message: MessageData) -> (head: [UInt8], bodyHash: [UInt8])? {
+        var body = DKIMSigner.makeBodyHasher()
+        switch message {
+        case .memory(let bytes):
+            let header = MessageHeader(parsing: bytes)
+            body.update(bytes[header.bodyOffset...])
+            return (Array(bytes[..<header.bodyOffset]), body.finalize())
+        case .file(let path, _):
+            guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+            defer { try? handle.close() }
+            guard let first = try? handle.read(upToCount: headLimit) else { return nil }
+            let bytes = Array(first)
+            let header = MessageHeader(parsing: bytes)
+            guard header.hasSeparator else { return nil }
+            body.update(bytes[header.bodyOffset...])
+            while let chunk = try? handle.read(upToCount: 1 << 20), !chunk.isEmpty { body.update(chunk) }
+            return (Array(bytes[..<header.bodyOffset]), body.finalize())
+        }
+    }
+}
+
 /// Signs what the queue takes (submissions, DSNs, reports, forwarded mail) with the keys of the
 /// From: domain, or of its nearest parent with keys.
 struct DKIMQueueSigner: OutboundMessageSigner {
     let cache: DKIMSignerCache
     let logger: Logger
-    static let headLimit = 256 * 1024
 
     func signatureFields(for submission: QueueSubmission) async -> [UInt8] {
-        // The header section: our prefix (Received:, Date:, Message-ID:) then the message's own.
-        var head: [UInt8]
-        var body = DKIMSigner.makeBodyHasher()
-        switch submission.message {
-        case .memory(let bytes):
-            let header = MessageHeader(parsing: bytes)
-            head = Array(bytes[..<header.bodyOffset])
-            body.update(bytes[header.bodyOffset...])
-        case .file(let path, _):
-            guard let handle = FileHandle(forReadingAtPath: path) else { return [] }
-            defer { try? handle.close() }
-            guard let first = try? handle.read(upToCount: Self.headLimit) else { return [] }
-            let bytes = Array(first)
-            let header = MessageHeader(parsing: bytes)
-            guard header.hasSeparator else { return [] }
-            head = Array(bytes[..<header.bodyOffset])
-            body.update(bytes[header.bodyOffset...])
-            while let chunk = try? handle.read(upToCount: 1 << 20), !chunk.isEmpty { body.update(chunk) }
-        }
+        guard var (head, bodyHash) = RelaxedMessageReader.read(submission.message) else { return [] }
         head = submission.headerPrefix + head
-        guard let domain = MessageAuthenticator.fromDomain(MessageHeader(parsing: head)).0 else { return [] }
-        let signers = cache.signers(forFromDomain: domain)
+        // The author's domain (aligned for DMARC); failing that, the envelope sender's, so that
+        // forwarded mail (SRS sender in our domain) and DSNs still carry our signature.
+        let from = MessageAuthenticator.fromDomain(MessageHeader(parsing: head)).0
+        var signers = from.map { cache.signers(forFromDomain: $0) } ?? []
+        if signers.isEmpty, let at = submission.sender.lastIndex(of: "@") {
+            signers = cache.signers(forFromDomain: String(submission.sender[submission.sender.index(after: at)...]))
+        }
         guard !signers.isEmpty else { return [] }
-        let bodyHash = body.finalize()
         var fields = ""
         for signer in signers {
             do {

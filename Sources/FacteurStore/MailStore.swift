@@ -172,6 +172,9 @@ public struct DeliveryResult: Sendable, Equatable {
 public enum RecipientResolution: Sendable, Equatable {
     /// Local accounts (an alias can expand to several; duplicates removed).
     case local([AccountRecord])
+    /// An alias with members outside our domains: the message goes to `external` through the
+    /// outbound queue (forwarding), and to the local accounts, if any.
+    case forwarded(local: [AccountRecord], external: [String])
     /// The domain is ours but nobody answers to this address.
     case unknownUser
     /// Not one of our domains.

@@ -325,11 +325,21 @@ public final class SQLiteMailStore: MailStore {
                 throw StoreError.alreadyExists("account \(source)")
             }
             for target in targetAddresses {
-                guard let account = try Self.fetchAccount(db, address: target) else {
-                    throw StoreError.notFound("account \(target) (alias targets must be local accounts)")
+                if let account = try Self.fetchAccount(db, address: target) {
+                    try db.execute(sql: "INSERT OR IGNORE INTO alias (source, domain, targetID) VALUES (?, ?, ?)",
+                                   arguments: [source, domain, account.id])
+                    continue
                 }
-                try db.execute(sql: "INSERT OR IGNORE INTO alias (source, domain, targetID) VALUES (?, ?, ?)",
-                               arguments: [source, domain, account.id])
+                // A member in another organisation's domain: mail is forwarded to it.
+                guard let (local, targetDomain) = StoreNames.split(target), !local.isEmpty, targetDomain.contains("."),
+                      !targetDomain.hasPrefix("["), target.utf8.count <= 254 else {
+                    throw StoreError.invalid("alias target \(target): expected local@domain")
+                }
+                guard try Bool.fetchOne(db, sql: "SELECT 1 FROM domain WHERE name = ?", arguments: [targetDomain]) != true else {
+                    throw StoreError.notFound("account \(target) (a target in a local domain must be an account)")
+                }
+                try db.execute(sql: "INSERT OR IGNORE INTO alias_forward (source, domain, target) VALUES (?, ?, ?)",
+                               arguments: [source, domain, target])
             }
         }
     }
@@ -343,10 +353,16 @@ public final class SQLiteMailStore: MailStore {
                 try db.execute(sql: """
                     DELETE FROM alias WHERE source = ? AND targetID = (SELECT id FROM account WHERE address = ?)
                     """, arguments: [source, target])
-                guard db.changesCount > 0 else { throw StoreError.notFound("alias \(source) → \(target)") }
+                var removed = db.changesCount
+                try db.execute(sql: "DELETE FROM alias_forward WHERE source = ? AND target = ?", arguments: [source, target])
+                removed += db.changesCount
+                guard removed > 0 else { throw StoreError.notFound("alias \(source) → \(target)") }
             } else {
                 try db.execute(sql: "DELETE FROM alias WHERE source = ?", arguments: [source])
-                guard db.changesCount > 0 else { throw StoreError.notFound("alias \(source)") }
+                var removed = db.changesCount
+                try db.execute(sql: "DELETE FROM alias_forward WHERE source = ?", arguments: [source])
+                removed += db.changesCount
+                guard removed > 0 else { throw StoreError.notFound("alias \(source)") }
             }
         }
     }
@@ -355,8 +371,12 @@ public final class SQLiteMailStore: MailStore {
         let domain = try domain.map(StoreNames.normalizeDomain)
         return try await read { db in
             let sql = """
-                SELECT alias.source, account.address FROM alias JOIN account ON account.id = alias.targetID
-                \(domain == nil ? "" : "WHERE alias.domain = ?") ORDER BY alias.source, alias.id
+                SELECT source, address FROM (
+                    SELECT alias.source AS source, account.address AS address, alias.id AS position, 0 AS kind, alias.domain AS domain
+                    FROM alias JOIN account ON account.id = alias.targetID
+                    UNION ALL
+                    SELECT source, target, id, 1, domain FROM alias_forward)
+                \(domain == nil ? "" : "WHERE domain = ?") ORDER BY source, kind, position
                 """
             let rows = try Row.fetchAll(db, sql: sql, arguments: domain.map { [$0] } ?? [])
             var result: [AliasRecord] = []
@@ -414,8 +434,7 @@ public final class SQLiteMailStore: MailStore {
                 let base = String(local[..<plus])
                 if let found = try Self.resolveExact(db, local: base, domain: domain) { return found }
             }
-            let catchAll = try Self.aliasTargets(db, source: "@" + domain)
-            if !catchAll.isEmpty { return .local(catchAll) }
+            if let catchAll = try Self.aliasResolution(db, source: "@" + domain) { return catchAll }
             return .unknownUser
         }
     }
@@ -425,7 +444,15 @@ public final class SQLiteMailStore: MailStore {
         if local == "postmaster" { return try resolvePostmaster(db, domain: domain) }
         let address = local + "@" + domain
         if let account = try fetchAccount(db, address: address) { return .local([account]) }
-        let targets = try aliasTargets(db, source: address)
+        return try aliasResolution(db, source: address)
+    }
+
+    /// An alias's members: local accounts, and addresses elsewhere (forwarding). nil: no alias.
+    private static func aliasResolution(_ db: Database, source: String) throws -> RecipientResolution? {
+        let targets = try aliasTargets(db, source: source)
+        let external = try String.fetchAll(db.cachedStatement(sql: "SELECT target FROM alias_forward WHERE source = ? ORDER BY id"),
+                                           arguments: [source])
+        if !external.isEmpty { return .forwarded(local: targets, external: external) }
         return targets.isEmpty ? nil : .local(targets)
     }
 
@@ -436,8 +463,7 @@ public final class SQLiteMailStore: MailStore {
         }
         if let domain {
             if let account = try fetchAccount(db, address: "postmaster@" + domain) { return .local([account]) }
-            let targets = try aliasTargets(db, source: "postmaster@" + domain)
-            if !targets.isEmpty { return .local(targets) }
+            if let alias = try aliasResolution(db, source: "postmaster@" + domain) { return alias }
         }
         if let admin = try Row.fetchOne(db, sql: "SELECT \(accountColumns) FROM account WHERE isAdmin = 1 ORDER BY id LIMIT 1") {
             return .local([accountRecord(admin)])

@@ -11,7 +11,22 @@ enum SQLiteSchema {
         migrator.registerMigration("v1-initial", migrate: v1)
         migrator.registerMigration("v2-queue", migrate: QueueSchema.v2)
         migrator.registerMigration("v3-dmarc", migrate: DMARCSchema.v3)
+        migrator.registerMigration("v4-alias-forward", migrate: v4AliasForward)
         return migrator
+    }
+
+    /// Alias members outside our domains (forwarding). Local members stay in `alias`, tied to
+    /// their account so that removing an account removes it from every alias.
+    private static func v4AliasForward(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TABLE alias_forward (
+                id      INTEGER PRIMARY KEY AUTOINCREMENT,
+                source  TEXT NOT NULL,
+                domain  TEXT NOT NULL REFERENCES domain(name) ON DELETE CASCADE,
+                target  TEXT NOT NULL CHECK (target LIKE '%_@_%'),
+                UNIQUE (source, target)
+            );
+            """)
     }
 
     private static func v1(_ db: Database) throws {

@@ -220,7 +220,7 @@ struct AliasCommand: AsyncParsableCommand {
                                                     subcommands: [Add.self, List.self, Remove.self])
 
     struct Add: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Deliver SOURCE to one or more local accounts.")
+        static let configuration = CommandConfiguration(abstract: "Deliver SOURCE to local accounts, and forward it to addresses in other domains (SRS).")
         @OptionGroup var options: CommonOptions
         @Argument var source: String
         @Argument var targets: [String]

@@ -29,7 +29,7 @@ final class MailAuthEndToEndTests: E2ETestCase {
     }
 
     /// Starts unbound with the test zones, the receiving instance, and (optionally) the sending one.
-    func startWorld(withSender: Bool, receiverPort: Int = 0, senderSMTPPort: Int? = nil) throws {
+    func startWorld(withSender: Bool, receiverPort: Int = 0, senderSMTPPort: Int? = nil, receiverMailAuth: String = "") throws {
         guard let executable = UnboundProcess.executable() else {
             _ = try RequiredTool.path("unbound")
             return
@@ -43,11 +43,14 @@ final class MailAuthEndToEndTests: E2ETestCase {
         dns_servers = ["127.0.0.1:\(dnsPort)"]
         [mail_auth]
         trusted_networks = []
+        \(receiverMailAuth)
         \(senderSMTPPort.map { "[delivery]\nmx_port = \($0)" } ?? "")
         """.write(to: receiverConfig, atomically: true, encoding: .utf8)
         receiver = try FacteurProcess(dataDir: receiverData, listen: ["smtp=127.0.0.1:\(receiverPort)"], config: receiverConfig)
         receiverSetup = (receiverData, receiverConfig, receiverPort)
         try receiver.addAccount("bob@receiver.test")
+        let receiverKeys = try receiver.cli(["dkim", "record", "receiver.test", "--config", receiverConfig.path]).stdoutText
+            .split(separator: "\n").filter { !$0.hasPrefix(";") && $0.contains(" IN TXT ") }.map(String.init)
 
         // The sender's keys exist before it starts, so that their records can be published.
         let senderData = dataRoot.url.appendingPathComponent("sender")
@@ -59,6 +62,8 @@ final class MailAuthEndToEndTests: E2ETestCase {
         dns_servers = ["127.0.0.1:\(dnsPort)"]
         [delivery]
         mx_port = \(receiver.smtpPort)
+        [mail_auth]
+        trusted_networks = []
         """.write(to: senderConfig, atomically: true, encoding: .utf8)
         let added = try FacteurProcess.cli(["domain", "add", "sender.test", "--config", senderConfig.path], dataDir: senderData)
         XCTAssertEqual(added.status, 0, added.summary)
@@ -76,7 +81,8 @@ final class MailAuthEndToEndTests: E2ETestCase {
             "receiver.test": [
                 "receiver.test. 300 IN MX 10 mx.receiver.test.",
                 "mx.receiver.test. 300 IN A 127.0.0.1",
-            ],
+                "receiver.test. 300 IN TXT \"v=spf1 ip4:127.0.0.1 -all\"",
+            ] + receiverKeys,
             "sender.test": [
                 "sender.test. 300 IN TXT \"v=spf1 ip4:127.0.0.1 -all\"",
                 "_dmarc.sender.test. 300 IN TXT \"v=DMARC1; p=reject; rua=mailto:dmarc-reports@sender.test\"",
@@ -122,7 +128,10 @@ final class MailAuthEndToEndTests: E2ETestCase {
     }
 
     /// The Authentication-Results fields of a stored message, unfolded.
-    func authenticationResults(_ message: String) -> [String] {
+    func authenticationResults(_ message: String) -> [String] { fields("Authentication-Results", message) }
+
+    /// The fields called `name` in the header section, unfolded.
+    func fields(_ name: String, _ message: String) -> [String] {
         let header = message.components(separatedBy: "\r\n\r\n").first ?? message
         var fields: [String] = []
         for line in header.components(separatedBy: "\r\n") {
@@ -132,7 +141,7 @@ final class MailAuthEndToEndTests: E2ETestCase {
                 fields.append(line)
             }
         }
-        return fields.filter { $0.lowercased().hasPrefix("authentication-results:") }
+        return fields.filter { $0.lowercased().hasPrefix(name.lowercased() + ":") }
     }
 
     func testSignedSubmissionVerifiesAtTheOtherInstanceWithDMARCPass() throws {
@@ -248,5 +257,50 @@ final class MailAuthEndToEndTests: E2ETestCase {
         }
         XCTAssertTrue(summary.contains("1 report(s) from 1 reporter(s)"), summary)
         XCTAssertTrue(summary.contains("127.0.0.1"), summary)
+    }
+
+    /// An alias of receiver.test with a member at sender.test: the copy leaves with an SRS
+    /// envelope sender in receiver.test (SPF passes at the next hop), a DKIM signature of
+    /// receiver.test and an ARC set; the sender instance verifies all three. A bounce to the SRS
+    /// address is accepted, a forged one refused.
+    func testAliasForwardsToAnotherOrganisationWithSRSDKIMAndARC() throws {
+        guard let receiverPort = UnboundProcess.freePort(), let senderPort = UnboundProcess.freePort() else { throw XCTSkip("no free ports") }
+        try startWorld(withSender: true, receiverPort: receiverPort, senderSMTPPort: senderPort, receiverMailAuth: "arc_seal = true")
+        guard let sender, let senderSetup else { return }
+        try receiver.cli(["alias", "add", "team@receiver.test", "bob@receiver.test", "alice@sender.test"])
+        let reply = try send("send", port: receiver.smtpPort, mailFrom: "news@fail.test", fromHeader: "news@fail.test",
+                             to: "team@receiver.test", subject: "forwarded-to-alice")
+        XCTAssertEqual(reply["accepted"] as? Bool, true, "\(reply)")
+        _ = try waitForMessage("bob@receiver.test", subject: "forwarded-to-alice")
+
+        // At the other organisation.
+        let deadline = Date().addingTimeInterval(30)
+        var stored: String?
+        while Date() < deadline, stored == nil {
+            stored = try sender.storedMessages("alice@sender.test").first { $0.subject.contains("forwarded-to-alice") }
+                .map { String(decoding: $0.bytes, as: UTF8.self) }
+            if stored == nil { Thread.sleep(forTimeInterval: 0.3) }
+        }
+        let message = try XCTUnwrap(stored, "the forwarded copy reached alice@sender.test; sender log: \(sender.logExcerpt)")
+        let returnPath = message.components(separatedBy: "\r\n").first ?? ""
+        XCTAssertTrue(returnPath.hasPrefix("Return-Path: <SRS0="), returnPath)
+        XCTAssertTrue(returnPath.contains("=fail.test=news@receiver.test>"), returnPath)
+        let ours = authenticationResults(message).first { $0.contains("mx.sender.test") } ?? ""
+        XCTAssertTrue(ours.contains("spf=pass"), ours)
+        XCTAssertTrue(ours.contains("dkim=pass") && ours.contains("header.d=receiver.test"), ours)
+        XCTAssertTrue(ours.contains("arc=pass") && ours.contains("header.as.1.d=receiver.test"), ours)
+        let seal = fields("ARC-Seal", message).first ?? ""
+        for tag in ["a=rsa-sha256;", "cv=none;", "d=receiver.test;", "i=1;"] { XCTAssertTrue(seal.contains(tag), seal) }
+
+        // A bounce to that SRS address goes back to news@fail.test; a made-up one is refused.
+        let srs = String(returnPath.dropFirst("Return-Path: <".count).prefix { $0 != ">" })
+        let bounce = try send("send", port: receiver.smtpPort, mailFrom: "", fromHeader: "mailer-daemon@fail.test",
+                              to: srs, subject: "bounce")
+        XCTAssertEqual(bounce["accepted"] as? Bool, true, "\(bounce)")
+        let forged = try send("send", port: receiver.smtpPort, mailFrom: "", fromHeader: "mailer-daemon@fail.test",
+                              to: "SRS0=AAAA=" + srs.dropFirst("SRS0=AAAA=".count), subject: "forged-bounce")
+        XCTAssertEqual(forged["accepted"] as? Bool, false, "\(forged)")
+        XCTAssertEqual(forged["code"] as? Int, 550, "\(forged)")
+        _ = senderSetup
     }
 }

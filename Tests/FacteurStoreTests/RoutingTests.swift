@@ -89,6 +89,31 @@ final class RoutingTests: StoreTestCase {
         } catch StoreError.notFound {}
     }
 
+    /// Alias members in other organisations' domains are forwarded to; local ones still get it.
+    func testAliasesWithExternalMembersForward() async throws {
+        try await account("alice@example.org")
+        try await store.addAlias(source: "team@example.org", targets: ["alice@example.org", "Partner@Elsewhere.test"])
+        try await store.addAlias(source: "away@example.org", targets: ["me@gmail.test"])
+        var r = try await store.resolveRecipient("team@example.org")
+        guard case .forwarded(let local, let external) = r else { return XCTFail("\(r)") }
+        XCTAssertEqual(local.map(\.address), ["alice@example.org"])
+        XCTAssertEqual(external, ["partner@elsewhere.test"])
+        r = try await store.resolveRecipient("away+x@example.org")
+        XCTAssertEqual(r, .forwarded(local: [], external: ["me@gmail.test"]), "sub-addressing reaches the alias")
+        let listed = try await store.aliases(domain: "example.org")
+        XCTAssertEqual(listed.first { $0.source == "team@example.org" }?.targets, ["alice@example.org", "partner@elsewhere.test"])
+        try await store.removeAlias(source: "team@example.org", target: "partner@elsewhere.test")
+        r = try await store.resolveRecipient("team@example.org")
+        XCTAssertEqual(addresses(r), ["alice@example.org"], "back to local only")
+        try await store.removeAlias(source: "away@example.org", target: nil)
+        r = try await store.resolveRecipient("away@example.org")
+        XCTAssertEqual(r, .unknownUser)
+        do {
+            try await store.addAlias(source: "x@example.org", targets: ["not-an-address"])
+            XCTFail("a target needs local@domain")
+        } catch StoreError.invalid {}
+    }
+
     func testPostmasterAlwaysResolves() async throws {
         try await account("admin@example.org", admin: true)
         try await account("alice@example.org")
