@@ -164,7 +164,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ]),
-        .testTarget(name: "FacteurServerTests", dependencies: ["FacteurServer"]),
+        .testTarget(name: "FacteurServerTests", dependencies: ["FacteurServer", "FacteurQueue"]),
         .testTarget(name: "FacteurMailAuthTests", dependencies: [
             "FacteurMailAuth", "FacteurDNS", "FacteurMIME", "FacteurTestSupport",
             .product(name: "Crypto", package: "swift-crypto"),

@@ -40,6 +40,9 @@ public struct QueueConfiguration: Sendable {
     public var ipv6Enabled: Bool
     public var sourceIPv4: String?
     public var sourceIPv6: String?
+    /// Source addresses by sending domain (the envelope sender's, lowercased): an organisation
+    /// that sends for several domains can keep their reputations apart.
+    public var sourceBySenderDomain: [String: (ipv4: String?, ipv6: String?)] = [:]
     public var timeouts: SMTPClientTimeouts
     public var times: QueueTimes
     public var retry: RetrySchedule
@@ -66,6 +69,15 @@ public struct QueueConfiguration: Sendable {
 
     func route(for domain: String) -> QueueRoute {
         routes[domain.lowercased()] ?? defaultRoute
+    }
+
+    /// The source addresses for mail from `sender`.
+    public func source(for sender: String) -> (ipv4: String?, ipv6: String?) {
+        guard let at = sender.lastIndex(of: "@"),
+              let specific = sourceBySenderDomain[String(sender[sender.index(after: at)...]).lowercased()] else {
+            return (sourceIPv4, sourceIPv6)
+        }
+        return (specific.ipv4 ?? sourceIPv4, specific.ipv6 ?? sourceIPv6)
     }
 }
 
@@ -249,7 +261,21 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
                     : .deferred(reply: failure.reply, host: nil, nextAttempt: nextAttempt(for: r, message: claim.message))) })
             }
         case .success(let list):
-            await deliver(remaining, to: list, configuration: clientConfiguration)
+            // One connection per source address: messages of senders with their own source go apart.
+            var bySource: [String: [QueueClaim]] = [:]
+            var order: [String] = []
+            for claim in remaining {
+                let source = configuration.source(for: claim.message.sender)
+                let key = "\(source.ipv4 ?? "")|\(source.ipv6 ?? "")"
+                if bySource[key] == nil { order.append(key) }
+                bySource[key, default: []].append(claim)
+            }
+            for key in order {
+                guard let claims = bySource[key], let first = claims.first else { continue }
+                var client = clientConfiguration
+                (client.sourceIPv4, client.sourceIPv6) = configuration.source(for: first.message.sender)
+                await deliver(claims, to: list, configuration: client)
+            }
         }
     }
 

@@ -49,11 +49,15 @@ public struct StoreSMTPBackend: SMTPBackend {
     let inspector: (any MessageInspector)?
     /// Rewrites the envelope sender of forwarded mail, and reverses it for bounces (SRS).
     let senderRewriting: SenderRewriting?
+    /// Submissions are copied to the sender's Sent mailbox unless the account says otherwise.
+    let sentCopiesByDefault: Bool
 
     public init(store: any MailStore, hostname: String, primaryDomain: String, logger: Logger,
                 rateLimiter: SubmissionRateLimiter? = nil, queue: (any OutboundQueue)? = nil,
                 inspector: (any MessageInspector)? = nil, senderRewriting: SenderRewriting? = nil,
+                sentCopiesByDefault: Bool = false,
                 now: @escaping @Sendable () -> Date = { Date() }) {
+        self.sentCopiesByDefault = sentCopiesByDefault
         self.inspector = inspector
         self.senderRewriting = senderRewriting
         self.rateLimiter = rateLimiter
@@ -303,6 +307,19 @@ public struct StoreSMTPBackend: SMTPBackend {
         }
     }
 
+    /// The Sent-mailbox delivery for a submission, when the account (or the server's default) wants one.
+    func sentCopy(for transaction: SMTPTransaction, prefix: [UInt8]) async -> DeliveryRecipient? {
+        guard let account = transaction.authenticatedAccount else { return nil }
+        do {
+            guard try await store.sentCopies(address: account) ?? sentCopiesByDefault,
+                  let record = try await store.account(address: account) else { return nil }
+            return DeliveryRecipient(accountID: record.id, mailbox: "Sent", headerPrefix: prefix, flags: [.seen])
+        } catch {
+            logger.warning("Sent copy setting unreadable", metadata: ["account": "\(account)", "error": "\(error)"])
+            return nil
+        }
+    }
+
     /// A copy of `message` without the header bytes in `ranges` (sorted, inside the header
     /// section). A spooled message gets a new spool file; the old one is removed.
     static func removingFields(_ ranges: [Range<Int>], from message: MessageData) -> MessageData? {
@@ -389,7 +406,10 @@ public struct StoreSMTPBackend: SMTPBackend {
         let relayed = transaction.recipients.filter(\.isRelayed)
         let forwarding = transaction.recipients.filter { !$0.forwards.isEmpty }
         let hasLocal = transaction.recipients.contains { !$0.accounts.isEmpty }
-        var consumers = (relayed.isEmpty ? 0 : 1) + (forwarding.isEmpty ? 0 : 1) + (hasLocal ? 1 : 0)
+        // Submission may keep a copy in the sender's Sent mailbox (off by default: most clients
+        // append it themselves over IMAP).
+        let sentCopy = await sentCopy(for: transaction, prefix: submissionPrefix)
+        var consumers = (relayed.isEmpty ? 0 : 1) + (forwarding.isEmpty ? 0 : 1) + (hasLocal || sentCopy != nil ? 1 : 0)
         func handOver() -> MessageData? {
             defer { consumers -= 1 }
             guard consumers > 1, case .file(let path, let size) = message else { return message }
@@ -430,7 +450,18 @@ public struct StoreSMTPBackend: SMTPBackend {
                 return .storageFailure
             }
         }
-        if !hasLocal { return .stored }
+        if !hasLocal {
+            guard let sentCopy else { return .stored }
+            // Already on its way: a Sent copy that cannot be stored is logged, not a failure.
+            if let data = handOver() {
+                do {
+                    _ = try await store.deliver(Delivery(message: data, recipients: [sentCopy], internalDate: date))
+                } catch {
+                    logger.warning("Sent copy not stored", metadata: ["queue_id": "\(transaction.id)", "error": "\(error)"])
+                }
+            }
+            return .stored
+        }
         guard let localData = handOver() else { abandon(); return .storageFailure }
         // One copy per account, even when several recipients (aliases, +tags) lead to it.
         var seen = Set<Int64>()
@@ -447,6 +478,8 @@ public struct StoreSMTPBackend: SMTPBackend {
                 recipientNames.append(account.address)
             }
         }
+        // Last, so that outcomes line up with `recipientNames` for the recipients proper.
+        if let sentCopy { recipients.append(sentCopy) }
         var metadata: Logger.Metadata = [
             "queue_id": "\(transaction.id)",
             "client": "\(transaction.clientAddress)",

@@ -6,6 +6,7 @@
 // and the server never starts half-configured.
 
 import FacteurDNS
+import FacteurQueue
 import Foundation
 import TOMLKit
 
@@ -75,6 +76,18 @@ public struct MailAuthConfiguration: Sendable, Equatable {
     public init() {}
 }
 
+/// `[[route]]`: where mail for a destination domain goes.
+public struct RouteConfiguration: Sendable, Equatable {
+    public enum Target: Sendable, Equatable {
+        case mx
+        case local
+        /// A smarthost, with AUTH PLAIN credentials (sent under TLS only) and whether TLS is required.
+        case relay(host: String, port: Int, username: String?, password: String?, requireTLS: Bool)
+    }
+    public var domain: String
+    public var target: Target
+}
+
 public struct ServerConfiguration: Sendable {
     /// The name the server calls itself in greetings and Received headers.
     public var hostname = "localhost"
@@ -108,6 +121,9 @@ public struct ServerConfiguration: Sendable {
     /// Submission limits per account, to contain a compromised account.
     public var submissionMessagesPerHour = 500
     public var submissionRecipientsPerHour = 2_000
+    /// Store a copy of each submitted message in the sender's Sent mailbox (per account:
+    /// `facteur account sent-copies`).
+    public var sentCopies = false
     public var mailAuth = MailAuthConfiguration()
     /// DNS resolvers ("127.0.0.1", "[::1]:5353"); empty: those of /etc/resolv.conf. DANE and
     /// DNSSEC-dependent checks need a validating resolver here.
@@ -115,6 +131,12 @@ public struct ServerConfiguration: Sendable {
     /// The port outbound delivery connects to on MX hosts: 25 everywhere but in tests that run
     /// several instances on loopback.
     public var deliveryMXPort = 25
+    /// Outbound source addresses (default: the system's choice), and per sending domain.
+    public var deliverySourceIPv4: String?
+    public var deliverySourceIPv6: String?
+    public var deliverySourceByDomain: [String: (ipv4: String?, ipv6: String?)] = [:]
+    /// Routes by destination domain ("*": the default route).
+    public var routes: [RouteConfiguration] = []
     /// Development defaults (DESIGN.md): unprivileged loopback ports, so a first run needs no root.
     public var listeners: [ListenerConfiguration] = [
         ListenerConfiguration(proto: .smtp, address: "127.0.0.1", port: 2525),
@@ -174,6 +196,7 @@ extension ServerConfiguration {
         }
         if let value = try reader.bool("allow_plaintext_auth_on_loopback") { config.allowPlaintextAuthOnLoopback = value }
         if let value = try reader.bool("outbound_ipv6") { config.outboundIPv6 = value }
+        if let value = try reader.bool("sent_copies") { config.sentCopies = value }
         if let value = try reader.stringArray("dns_servers") {
             for spec in value {
                 let (host, port) = splitHostPort(spec, defaultPort: 53)
@@ -220,7 +243,64 @@ extension ServerConfiguration {
         }
         if var delivery = try reader.table("delivery") {
             if let value = try delivery.int("mx_port", min: 1, max: 65535) { config.deliveryMXPort = value }
+            func address(_ table: inout TableReader, _ key: String, ipv6: Bool, location: String) throws -> String? {
+                guard let value = try table.string(key) else { return nil }
+                guard let ip = IPAddress(value), (ip.bytes.count == 16) == ipv6 else {
+                    throw ConfigurationError(file: file, location: "\(location).\(key)", message: "\"\(value)\" is not an IPv\(ipv6 ? 6 : 4) address")
+                }
+                return value
+            }
+            config.deliverySourceIPv4 = try address(&delivery, "source_ipv4", ipv6: false, location: "delivery")
+            config.deliverySourceIPv6 = try address(&delivery, "source_ipv6", ipv6: true, location: "delivery")
+            if var sources = try delivery.table("source") {
+                for domain in sources.keys {
+                    guard var entry = try sources.table(domain) else { continue }
+                    let location = "delivery.source.\(domain)"
+                    let v4 = try address(&entry, "ipv4", ipv6: false, location: location)
+                    let v6 = try address(&entry, "ipv6", ipv6: true, location: location)
+                    try entry.finish()
+                    config.deliverySourceByDomain[domain.lowercased()] = (v4, v6)
+                }
+                try sources.finish()
+            }
             try delivery.finish()
+        }
+        if let routes = try reader.tableArray("route") {
+            for (index, var entry) in routes.enumerated() {
+                let location = "route[\(index)]"
+                guard let domain = try entry.string("domain")?.lowercased(), !domain.isEmpty else {
+                    throw ConfigurationError(file: file, location: "\(location).domain", message: "missing (a domain, or \"*\" for the default route)")
+                }
+                let relay = try entry.string("relay")
+                let deliver = try entry.string("deliver")
+                let username = try entry.string("username")
+                var password = try entry.string("password")
+                if let passwordFile = try entry.string("password_file") {
+                    guard let text = try? String(contentsOfFile: config.resolve(passwordFile), encoding: .utf8) else {
+                        throw ConfigurationError(file: file, location: "\(location).password_file", message: "cannot read \(passwordFile)")
+                    }
+                    password = text.trimmingCharacters(in: .whitespacesAndNewlines)
+                }
+                let requireTLS = try entry.bool("require_tls") ?? false
+                try entry.finish()
+                let target: RouteConfiguration.Target
+                switch (relay, deliver) {
+                case (let relay?, nil):
+                    let (host, port) = splitHostPort(relay, defaultPort: 25)
+                    guard !host.isEmpty, (1...65535).contains(port) else {
+                        throw ConfigurationError(file: file, location: "\(location).relay", message: "expected HOST or HOST:PORT")
+                    }
+                    if username != nil, password == nil {
+                        throw ConfigurationError(file: file, location: "\(location).password", message: "username needs password or password_file")
+                    }
+                    target = .relay(host: host, port: port, username: username, password: password, requireTLS: requireTLS)
+                case (nil, "local"?): target = .local
+                case (nil, "mx"?), (nil, nil): target = .mx
+                default:
+                    throw ConfigurationError(file: file, location: location, message: "give either relay = \"HOST:PORT\" or deliver = \"local\" | \"mx\"")
+                }
+                config.routes.append(RouteConfiguration(domain: domain, target: target))
+            }
         }
         if var auth = try reader.table("mail_auth") {
             var m = config.mailAuth
@@ -290,6 +370,24 @@ extension ServerConfiguration {
             throw ConfigurationError(file: file, location: key, message: "\"\(value)\" is not a host name")
         }
         return value
+    }
+
+    /// Routes and source addresses for the queue.
+    public func applyDelivery(to queue: inout QueueConfiguration) {
+        queue.mxPort = deliveryMXPort
+        queue.sourceIPv4 = deliverySourceIPv4
+        queue.sourceIPv6 = deliverySourceIPv6
+        queue.sourceBySenderDomain = deliverySourceByDomain
+        for route in routes {
+            let target: QueueRoute
+            switch route.target {
+            case .mx: target = .mx
+            case .local: target = .local
+            case .relay(let host, let port, let username, let password, let requireTLS):
+                target = .relay(QueueRelay(host: host, port: port, username: username, password: password, requireTLS: requireTLS))
+            }
+            if route.domain == "*" { queue.defaultRoute = target } else { queue.routes[route.domain] = target }
+        }
     }
 
     /// "192.0.2.1", "192.0.2.1:5353", "::1", "[::1]:5353".

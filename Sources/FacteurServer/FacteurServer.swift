@@ -40,6 +40,7 @@ public enum FacteurServer {
         var queueConfiguration = QueueConfiguration(hostname: configuration.hostname)
         queueConfiguration.ipv6Enabled = configuration.outboundIPv6
         queueConfiguration.mxPort = configuration.deliveryMXPort
+        configuration.applyDelivery(to: &queueConfiguration)
         // DKIM: every message the queue takes is signed with its author domain's keys.
         let keyring = DKIMKeyring(directory: configuration.resolve("dkim"))
         if configuration.mailAuth.dkimGenerateKeys {
@@ -100,7 +101,7 @@ public enum FacteurServer {
                                            primaryDomain: configuration.primaryDomain, logger: context.logger,
                                            rateLimiter: submission ? context.submissionRateLimiter : nil,
                                            queue: context.queue, inspector: submission ? nil : context.inspector,
-                                           senderRewriting: context.senderRewriting)
+                                           senderRewriting: context.senderRewriting, sentCopiesByDefault: configuration.sentCopies)
             var limits = SMTPServerLimits()
             limits.idleTimeout = .seconds(Int64(configuration.idleTimeoutSeconds))
             let session = SMTPSessionConfiguration(

@@ -246,6 +246,11 @@ public protocol MailStore: Sendable {
     /// Postmaster routing (RFC 5321 §4.5.1): where `postmaster@` every local domain goes.
     func setPostmaster(_ address: String?) async throws
 
+    /// Whether what `address` submits is also stored in its Sent mailbox: true/false for this
+    /// account, nil for the server's default.
+    func sentCopies(address: String) async throws -> Bool?
+    func setSentCopies(address: String, _ enabled: Bool?) async throws
+
     // Routing
     func resolveRecipient(_ address: String) async throws -> RecipientResolution
     func checkQuota(accountID: Int64, incomingSize: Int64?) async throws -> QuotaCheck

@@ -409,6 +409,26 @@ public final class SQLiteMailStore: MailStore {
         }
     }
 
+    public func sentCopies(address: String) async throws -> Bool? {
+        let key = "sent-copies:" + StoreNames.normalizeAddress(address)
+        return try await read { db in
+            try String.fetchOne(db.cachedStatement(sql: "SELECT value FROM setting WHERE key = ?"), arguments: [key]).map { $0 == "on" }
+        }
+    }
+
+    public func setSentCopies(address: String, _ enabled: Bool?) async throws {
+        let address = StoreNames.normalizeAddress(address)
+        try await write { db in
+            guard try Self.fetchAccount(db, address: address) != nil else { throw StoreError.notFound("account \(address)") }
+            if let enabled {
+                try db.execute(sql: "INSERT OR REPLACE INTO setting (key, value) VALUES (?, ?)",
+                               arguments: ["sent-copies:" + address, enabled ? "on" : "off"])
+            } else {
+                try db.execute(sql: "DELETE FROM setting WHERE key = ?", arguments: ["sent-copies:" + address])
+            }
+        }
+    }
+
     // MARK: - Routing
 
     /// Resolves in this order: the domain must be local (else `.nonLocalDomain`); `postmaster`

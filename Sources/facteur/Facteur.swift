@@ -125,7 +125,7 @@ struct DomainCommand: AsyncParsableCommand {
 
 struct AccountCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "account", abstract: "Manage accounts.",
-                                                    subcommands: [Add.self, Passwd.self, List.self, Remove.self, QuotaCommand.self])
+                                                    subcommands: [Add.self, Passwd.self, List.self, Remove.self, QuotaCommand.self, SentCopies.self])
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add an account (password from standard input when it is not a terminal).")
@@ -214,6 +214,28 @@ func readPassword(fromStdin: Bool) throws -> String {
 }
 
 // MARK: - alias
+
+extension AccountCommand {
+    struct SentCopies: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "sent-copies",
+            abstract: "Keep a copy of what ADDRESS submits in its Sent mailbox: on, off, or default (the config's sent_copies).")
+        @OptionGroup var options: CommonOptions
+        @Argument var address: String
+        @Argument var setting: String
+        func run() async throws {
+            let value: Bool?
+            switch setting.lowercased() {
+            case "on": value = true
+            case "off": value = false
+            case "default": value = nil
+            default: throw CLIError("expected on, off or default")
+            }
+            try await options.openStore().setSentCopies(address: address, value)
+            print("sent copies for \(address.lowercased()): \(setting.lowercased())")
+        }
+    }
+}
 
 struct AliasCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "alias", abstract: "Manage aliases (SOURCE: local@domain, or @domain for a catch-all).",

@@ -1,3 +1,4 @@
+import FacteurQueue
 @testable import FacteurServer
 import XCTest
 
@@ -132,5 +133,78 @@ final class QuickstartTests: XCTestCase {
         XCTAssertTrue(records.contains("example.org.                 IN MX    10 mail.example.org."))
         XCTAssertTrue(records.contains("\"v=spf1 mx -all\""))
         XCTAssertTrue(records.contains("_dmarc.example.org."))
+    }
+
+    func testMailAuthDeliveryAndRoutes() throws {
+        let configuration = try ServerConfiguration.parse("""
+        dns_servers = ["127.0.0.1:5353", "[::1]:53", "192.0.2.53"]
+        sent_copies = true
+        [mail_auth]
+        trusted_networks = ["10.0.0.0/8"]
+        dmarc_enforce = false
+        organizational_domain = "psl"
+        public_suffix_list = "psl.dat"
+        trusted_forwarders = ["192.0.2.0/24", "Lists.Example.net"]
+        arc_trusted_sealers = ["Google.com"]
+        arc_seal = true
+        dmarc_report_address = "Reports@example.org"
+        [delivery]
+        mx_port = 2525
+        source_ipv4 = "192.0.2.10"
+        [delivery.source."Brand.example"]
+        ipv4 = "192.0.2.11"
+        ipv6 = "2001:db8::11"
+        [[route]]
+        domain = "partner.example"
+        relay = "smtp.partner.example:587"
+        username = "facteur"
+        password = "secret"
+        [[route]]
+        domain = "intranet.example"
+        deliver = "local"
+        [[route]]
+        domain = "*"
+        relay = "relay.isp.example"
+        """, file: "t.toml")
+        XCTAssertEqual(configuration.dnsServers.count, 3)
+        XCTAssertTrue(configuration.sentCopies)
+        XCTAssertEqual(configuration.mailAuth.trustedNetworks, ["10.0.0.0/8"])
+        XCTAssertFalse(configuration.mailAuth.dmarcEnforce)
+        XCTAssertEqual(configuration.mailAuth.organizationalDomain, "psl")
+        XCTAssertEqual(configuration.mailAuth.arcTrustedSealers, ["google.com"])
+        XCTAssertTrue(configuration.mailAuth.arcSeal)
+        XCTAssertEqual(configuration.mailAuth.dmarcReportAddress, "reports@example.org")
+        XCTAssertEqual(configuration.deliveryMXPort, 2525)
+        XCTAssertEqual(configuration.deliverySourceByDomain["brand.example"]?.ipv6, "2001:db8::11")
+        XCTAssertEqual(configuration.routes, [
+            RouteConfiguration(domain: "partner.example", target: .relay(host: "smtp.partner.example", port: 587, username: "facteur",
+                                                                          password: "secret", requireTLS: false)),
+            RouteConfiguration(domain: "intranet.example", target: .local),
+            RouteConfiguration(domain: "*", target: .relay(host: "relay.isp.example", port: 25, username: nil, password: nil, requireTLS: false)),
+        ])
+        var queue = QueueConfiguration(hostname: "mx")
+        configuration.applyDelivery(to: &queue)
+        XCTAssertEqual(queue.mxPort, 2525)
+        XCTAssertEqual(queue.source(for: "a@brand.example").ipv4, "192.0.2.11")
+        XCTAssertEqual(queue.source(for: "a@other.example").ipv4, "192.0.2.10")
+        if case .relay(let relay) = queue.defaultRoute { XCTAssertEqual(relay.host, "relay.isp.example") } else { XCTFail("default route") }
+        if case .relay(let relay) = queue.routes["partner.example"] { XCTAssertTrue(relay.requireTLS, "credentials imply TLS") } else { XCTFail() }
+    }
+
+    func testMailAuthAndRouteErrorsNameTheKey() {
+        for (text, location) in [
+            ("[mail_auth]\ntrusted_networks = [\"nope\"]", "mail_auth.trusted_networks"),
+            ("[mail_auth]\norganizational_domain = \"psl\"", "mail_auth.public_suffix_list"),
+            ("[mail_auth]\nunknown = 1", "mail_auth.unknown"),
+            ("[delivery]\nsource_ipv4 = \"2001:db8::1\"", "delivery.source_ipv4"),
+            ("[[route]]\nrelay = \"x\"", "route[0].domain"),
+            ("[[route]]\ndomain = \"a.example\"\nrelay = \"x\"\ndeliver = \"local\"", "route[0]"),
+            ("[[route]]\ndomain = \"a.example\"\nrelay = \"x\"\nusername = \"u\"", "route[0].password"),
+            ("dns_servers = [\"nothing\"]", "dns_servers"),
+        ] {
+            XCTAssertThrowsError(try ServerConfiguration.parse(text, file: "t.toml"), text) { error in
+                XCTAssertEqual((error as? ConfigurationError)?.location, location, "\(text): \(error)")
+            }
+        }
     }
 }
