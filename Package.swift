@@ -77,6 +77,7 @@ let package = Package(
         // IMAP4rev2/IMAP4rev1: grammar, session state machine, NIO adapter.
         .target(name: "FacteurIMAP", dependencies: [
             "FacteurNet", "FacteurStore", "FacteurIdentity", "FacteurMIME",
+            .product(name: "CompressNIO", package: "compress-nio"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOTLS", package: "swift-nio"),

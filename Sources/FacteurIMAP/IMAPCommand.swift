@@ -27,6 +27,8 @@ public struct IMAPCommand: Sendable, Equatable {
         case login(user: [UInt8], password: [UInt8])
         // Authenticated (§6.3)
         case enable([String])
+        /// RFC 4978: COMPRESS DEFLATE.
+        case compress(String)
         case select(MailboxName, condStore: Bool, qresync: QResyncParameters? = nil)
         case examine(MailboxName, condStore: Bool, qresync: QResyncParameters? = nil)
         case create(MailboxName, specialUse: [String])
@@ -63,6 +65,7 @@ public struct IMAPCommand: Sendable, Equatable {
     public var name: String {
         switch kind {
         case .capability: return "CAPABILITY"
+        case .compress: return "COMPRESS"
         case .noop: return "NOOP"
         case .logout: return "LOGOUT"
         case .startTLS: return "STARTTLS"

@@ -88,6 +88,13 @@ extension IMAPCommandRunner {
                 await output.write(line("\(tag) NO [UNAVAILABLE] Account unavailable"))
                 return .command
             }
+            if let accountLimiter {
+                guard let slot = accountLimiter.acquire(account.address) else {
+                    await output.write(line("\(tag) NO [UNAVAILABLE] Too many connections for this account (at most \(accountLimiter.maxPerAccount))"))
+                    return .command
+                }
+                session.accountSlot = slot
+            }
             session.didAuthenticate(account)
             session.changeInbox.watch(accountID: account.id, mailboxID: nil)
             // RFC 9051 §6.2.2: the OK may carry the new capabilities.

@@ -4,6 +4,7 @@
 // runner holds no per-connection state, so one runner serves a whole listener.
 // RFC 9051 §6 (commands), §7 (responses).
 
+import FacteurNet
 import FacteurIdentity
 import FacteurStore
 import Foundation
@@ -26,14 +27,20 @@ public enum IMAPNext: Sendable, Equatable {
     case idle
     /// Close the connection (LOGOUT, or too many errors).
     case close
+    /// Put DEFLATE in both directions (the OK has been written); then read commands (RFC 4978).
+    case startCompression
 }
 
 public struct IMAPCommandRunner: Sendable {
     public let store: any MailStore
     public let authenticator: Authenticator
     public let changeFeedAvailable: Bool
+    /// Authenticated connections per account, shared by the IMAP and IMAPS listeners; nil: no limit.
+    public let accountLimiter: AccountConnectionLimiter?
 
-    public init(store: any MailStore, authenticator: Authenticator, changeFeedAvailable: Bool = true) {
+    public init(store: any MailStore, authenticator: Authenticator, changeFeedAvailable: Bool = true,
+                accountLimiter: AccountConnectionLimiter? = nil) {
+        self.accountLimiter = accountLimiter
         self.store = store
         self.authenticator = authenticator
         self.changeFeedAvailable = changeFeedAvailable
@@ -109,6 +116,19 @@ public struct IMAPCommandRunner: Sendable {
             }
             await output.write(line("\(tag) OK Begin TLS negotiation now"))
             return .startTLS
+        case .compress(let mechanism):
+            // RFC 4978 §3: DEFLATE only, once per connection.
+            guard mechanism == "DEFLATE" else {
+                await output.write(line("\(tag) BAD Unknown compression mechanism"))
+                return .command
+            }
+            guard !session.compressionActive else {
+                await output.write(line("\(tag) NO [COMPRESSIONACTIVE] DEFLATE is already active"))
+                return .command
+            }
+            session.compressionActive = true
+            await output.write(line("\(tag) OK DEFLATE active"))
+            return .startCompression
         case .login(let user, let password):
             return await login(tag: tag, user: user, password: password, session: &session, output: output)
         case .authenticate(let mechanism, let initial):

@@ -44,6 +44,10 @@ extension Cursor {
             return .login(user: user, password: password)
 
         // enable = "ENABLE" 1*(SP capability)
+        // compress = "COMPRESS" SP algorithm (RFC 4978 §4)
+        case "COMPRESS":
+            try space()
+            return .compress(try atom().uppercased())
         case "ENABLE":
             var names: [String] = []
             repeat {

@@ -205,7 +205,7 @@ public final class IMAPServerHandler: ChannelDuplexHandler, DrainableSession, @u
                 }
             case .close:
                 return
-            case .command, .startTLS:
+            case .command, .startTLS, .startCompression:
                 switch framer.next() {
                 case .needMoreData:
                     return
@@ -277,6 +277,9 @@ public final class IMAPServerHandler: ChannelDuplexHandler, DrainableSession, @u
         case .startTLS:
             mode = .command
             startTLS(context: context)
+        case .startCompression:
+            mode = .command
+            startCompression(context: context)
         case .idle:
             let loop = context.eventLoop
             let handler = NIOLoopBound(self, eventLoop: loop)
@@ -316,6 +319,20 @@ public final class IMAPServerHandler: ChannelDuplexHandler, DrainableSession, @u
             try context.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext), position: .first)
         } catch {
             logger.error("could not start TLS", metadata: ["error": "\(error)"])
+            closing = true
+            context.close(promise: nil)
+        }
+    }
+
+    /// RFC 4978: from here on both directions are raw DEFLATE, below this handler and above TLS.
+    private func startCompression(context: ChannelHandlerContext) {
+        context.flush()
+        do {
+            try context.pipeline.syncOperations.addHandlers(
+                [DeflateDecompressionHandler(maxExpansion: configuration.limits.maxBufferedInput + 1 << 20), DeflateCompressionHandler()],
+                position: .before(self))
+        } catch {
+            logger.error("could not start compression", metadata: ["error": "\(error)"])
             closing = true
             context.close(promise: nil)
         }

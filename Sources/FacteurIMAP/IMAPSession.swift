@@ -3,6 +3,7 @@
 // selected mailbox's UID map) and decides, without I/O, what each command means in the current
 // state: replies it can give alone, and the store work (`IMAPCommandRunner`) it needs.
 
+import FacteurNet
 import FacteurIdentity
 import FacteurStore
 import Foundation
@@ -117,6 +118,10 @@ public struct IMAPSession: Sendable {
     var needsResync = false
     public internal(set) var state = State.notAuthenticated
     public internal(set) var tlsActive: Bool
+    /// This connection's place in the per-account limit, given back when the session goes away.
+    var accountSlot: AccountConnectionLimiter.Slot?
+    /// COMPRESS=DEFLATE is on (RFC 4978): it cannot be started twice.
+    public internal(set) var compressionActive = false
     /// The authenticated account.
     public internal(set) var account: AccountRecord?
     public internal(set) var selected: SelectedMailbox?
@@ -168,6 +173,7 @@ public struct IMAPSession: Sendable {
                  "SPECIAL-USE", "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "ESEARCH", "SEARCHRES",
                  "UTF8=ACCEPT", "STATUS=SIZE", "MULTIAPPEND", "BINARY", "CONDSTORE", "QRESYNC",
                  "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE", "APPENDLIMIT=\(configuration.limits.maxMessageSize)"]
+        if state != .notAuthenticated, !compressionActive { caps.append("COMPRESS=DEFLATE") }
         return caps
     }
 
@@ -180,7 +186,7 @@ public struct IMAPSession: Sendable {
             return true
         case .startTLS, .authenticate, .login:
             return state == .notAuthenticated
-        case .enable, .select, .examine, .create, .delete, .rename, .subscribe, .unsubscribe, .list, .lsub, .namespace,
+        case .enable, .compress, .select, .examine, .create, .delete, .rename, .subscribe, .unsubscribe, .list, .lsub, .namespace,
              .status, .append, .idle, .getQuota, .getQuotaRoot, .setQuota:
             return state == .authenticated || state == .selected
         case .check, .close, .unselect, .expunge, .uidExpunge, .search, .fetch, .store, .copy, .move:

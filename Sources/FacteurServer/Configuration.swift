@@ -110,6 +110,8 @@ public struct ServerConfiguration: Sendable {
     public var maxErrors = 20
     public var maxConnections = 10_000
     public var maxConnectionsPerAddress = 50
+    /// Authenticated IMAP connections per account (a phone, a laptop and a desktop each keep a few).
+    public var maxConnectionsPerAccount = 20
     public var idleTimeoutSeconds = 300
     public var shutdownGraceSeconds = 30
     /// Passwords in the clear (SMTP AUTH PLAIN/LOGIN, IMAP LOGIN, POP3 USER/PASS) without TLS,
@@ -235,6 +237,7 @@ extension ServerConfiguration {
             if let value = try limits.int("max_errors", min: 1) { config.maxErrors = value }
             if let value = try limits.int("max_connections", min: 1) { config.maxConnections = value }
             if let value = try limits.int("max_connections_per_ip", min: 1) { config.maxConnectionsPerAddress = value }
+            if let value = try limits.int("max_connections_per_account", min: 1) { config.maxConnectionsPerAccount = value }
             if let value = try limits.int("idle_timeout", min: 1) { config.idleTimeoutSeconds = value }
             if let value = try limits.int("shutdown_grace", min: 0) { config.shutdownGraceSeconds = value }
             if let value = try limits.int("submission_messages_per_hour", min: 1) { config.submissionMessagesPerHour = value }

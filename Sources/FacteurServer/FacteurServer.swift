@@ -68,6 +68,7 @@ public enum FacteurServer {
             authenticator: try makeAuthenticator(store: store, configuration: configuration),
             queue: queue, inspector: inspector,
             senderRewriting: SenderRewriting(secret: try loadSecret(configuration.resolve("keys/srs-secret"))),
+            imapAccountLimiter: AccountConnectionLimiter(maxPerAccount: configuration.maxConnectionsPerAccount),
             submissionRateLimiter: SubmissionRateLimiter(limits: .init(messagesPerHour: configuration.submissionMessagesPerHour,
                                                                       recipientsPerHour: configuration.submissionRecipientsPerHour)),
             spoolDirectory: spool, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
@@ -128,7 +129,7 @@ public enum FacteurServer {
                                      maxConnections: configuration.maxConnections,
                                      maxConnectionsPerAddress: configuration.maxConnectionsPerAddress),
                 store: context.store, authenticator: context.authenticator, sslContext: tls,
-                group: context.group, logger: context.logger)
+                group: context.group, logger: context.logger, accountLimiter: context.imapAccountLimiter)
             return RunningListener(address: bound.localAddress) { await bound.shutdown(grace: $0) }
         case .pop3, .pop3s:
             let backend = StorePOP3Backend(store: context.store, logger: context.logger)
@@ -254,6 +255,7 @@ struct ServerContext: Sendable {
     let queue: QueueDeliveryService
     let inspector: SenderAuthenticationInspector
     let senderRewriting: SenderRewriting
+    let imapAccountLimiter: AccountConnectionLimiter
     let submissionRateLimiter: SubmissionRateLimiter
     let spoolDirectory: String
     let group: any EventLoopGroup

@@ -32,4 +32,16 @@ final class IMAPEndToEndTests: E2ETestCase {
             XCTAssertFalse(result.stdoutText.lowercased().contains("skip"), "nothing may be skipped in CI: \(result.summary)")
         }
     }
+
+    /// COMPRESS=DEFLATE (RFC 4978) over plain IMAP and IMAPS, with Python's zlib as the client's DEFLATE.
+    func testCompressDeflate() throws {
+        let binary = try FacteurBinary.url()
+        let python = try RequiredTool.path("python3")
+        var environment = ProcessInfo.processInfo.environment
+        environment["FACTEUR"] = binary.path
+        let result = try Subprocess.run(python, [E2EScripts.path("imap_compress.py")], timeout: 300,
+                                        workingDirectory: E2EScripts.directory, environment: environment)
+        XCTAssertEqual(result.status, 0, result.summary)
+        XCTAssertTrue(result.stdoutText.contains("all passed"), result.summary)
+    }
 }

@@ -52,7 +52,7 @@ struct TestConnection {
                 }
             case .close:
                 break loop
-            case .command, .startTLS:
+            case .command, .startTLS, .startCompression:
                 switch framer.next() {
                 case .needMoreData: break loop
                 case .continuationRequest: await output.write(Array("+ Ready for literal data\r\n".utf8))
@@ -62,6 +62,8 @@ struct TestConnection {
                         if command.kind == .idle { idleTag = command.tag }
                         next = await runner.run(command, session: &session, output: output)
                         if next == .startTLS { session.didStartTLS(); next = .command }
+                        // The transcript stays uncompressed: DEFLATE itself is tested end to end.
+                        if next == .startCompression { next = .command }
                     case .bad(let tag, let message):
                         next = await runner.rejectSyntax(tag: tag, message: message, session: &session, output: output)
                     case .incomplete:
