@@ -280,12 +280,12 @@ struct SortableMessage: Sendable {
         first(list)?.mailbox ?? ""
     }
 
-    /// RFC 5957 §3: the first address's display name (RFC 2047 decoded) when present and not
-    /// empty, otherwise its addr-mailbox@addr-host.
+    /// RFC 5957 §3: the first address's addr-name, RFC 2047 words decoded, when that is not the
+    /// empty string; otherwise addr-mailbox@addr-host; otherwise addr-mailbox; otherwise "".
     static func display(_ list: [EnvelopeAddress]?) -> String {
         guard let address = first(list) else { return "" }
         if let name = address.name {
-            let decoded = EncodedWords.decode(name).trimmingCharacters(in: .whitespaces)
+            let decoded = EncodedWords.decode(name)
             if !decoded.isEmpty { return decoded }
         }
         let mailbox = address.mailbox ?? ""

@@ -61,6 +61,21 @@ final class IMAPSortThreadTests: IMAPStoreTestCase {
         XCTAssertEqual(Collation.key("ｆile"), Collation.key("FILE"))
     }
 
+    func testAddressSortValues() {
+        // A group's start marker (host NIL, RFC 3501 §7.4.2) is not an address: the first member is.
+        let group = [EnvelopeAddress(mailbox: "team", host: nil), EnvelopeAddress(name: "=?utf-8?q?J=C3=BCrg?=", mailbox: "jm", host: "x.example"),
+                     EnvelopeAddress(mailbox: nil, host: nil)]
+        XCTAssertEqual(SortableMessage.mailbox(group), "jm")
+        XCTAssertEqual(SortableMessage.display(group), "Jürg")
+        // An empty group has no address at all: the empty string, which sorts first.
+        let empty = [EnvelopeAddress(mailbox: "undisclosed-recipients", host: nil), EnvelopeAddress(mailbox: nil, host: nil)]
+        XCTAssertEqual(SortableMessage.mailbox(empty), "")
+        XCTAssertEqual(SortableMessage.display(empty), "")
+        // RFC 5957 §3: an empty addr-name falls back to addr-mailbox@addr-host.
+        XCTAssertEqual(SortableMessage.display([EnvelopeAddress(name: "", mailbox: "a", host: "b.example")]), "a@b.example")
+        XCTAssertEqual(SortableMessage.display(nil), "")
+    }
+
     func testMessageIDNormalisation() {
         XCTAssertEqual(MessageIDs.parse("<\"01KF8JCEOCBS0045PS\"@xxx.yyy.com>"), ["01KF8JCEOCBS0045PS@xxx.yyy.com"])
         XCTAssertEqual(MessageIDs.parse(" <a@b>\r\n <c@d> junk <> <e@f"), ["a@b", "c@d"])
