@@ -1,6 +1,7 @@
 // The typed commands of IMAP4rev2 (RFC 9051 §6) and the extensions Facteur speaks (UIDPLUS
 // RFC 4315, MOVE RFC 6851, ENABLE RFC 5161, ID RFC 2971, NAMESPACE RFC 2342, IDLE RFC 2177,
-// LIST-EXTENDED RFC 5258, CONDSTORE RFC 7162, ESEARCH RFC 4731, SPECIAL-USE RFC 6154).
+// LIST-EXTENDED RFC 5258, CONDSTORE RFC 7162, ESEARCH RFC 4731, SPECIAL-USE RFC 6154, SORT and
+// THREAD RFC 5256, SORT=DISPLAY RFC 5957, ESORT RFC 5267).
 // The parser (IMAPParser.swift) produces these; the session consumes them.
 
 import Foundation
@@ -59,6 +60,9 @@ public struct IMAPCommand: Sendable, Equatable {
         case store(SequenceSet, StoreAction, unchangedSince: UInt64?, uid: Bool)
         case copy(SequenceSet, MailboxName, uid: Bool)
         case move(SequenceSet, MailboxName, uid: Bool)
+        /// SORT and THREAD (RFC 5256; types in IMAPSort.swift and IMAPThread.swift).
+        case sort(SortCommand, uid: Bool)
+        case thread(ThreadCommand, uid: Bool)
     }
 
     /// The command's name as the client would write it, for logs and "X completed" replies.
@@ -99,6 +103,8 @@ public struct IMAPCommand: Sendable, Equatable {
         case .store(_, _, _, let uid): return uid ? "UID STORE" : "STORE"
         case .copy(_, _, let uid): return uid ? "UID COPY" : "COPY"
         case .move(_, _, let uid): return uid ? "UID MOVE" : "MOVE"
+        case .sort(_, let uid): return uid ? "UID SORT" : "SORT"
+        case .thread(_, let uid): return uid ? "UID THREAD" : "THREAD"
         }
     }
 }

@@ -195,6 +195,10 @@ public struct IMAPCommandRunner: Sendable {
             await copy(tag: tag, set: set, target: target, move: true, uid: uid, session: &session, output: output)
         case .search(let search, let uid):
             await self.search(tag: tag, search, uid: uid, session: &session, output: output)
+        case .sort(let sort, let uid):
+            await self.sort(tag: tag, sort, uid: uid, session: &session, output: output)
+        case .thread(let thread, let uid):
+            await self.thread(tag: tag, thread, uid: uid, session: &session, output: output)
         }
         return session.state == .logout ? .close : .command
     }

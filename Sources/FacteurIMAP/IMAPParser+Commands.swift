@@ -198,6 +198,8 @@ extension Cursor {
             return .id(fields)
 
         case "SEARCH": return .search(try searchCommand(), uid: false)
+        case "SORT": return .sort(try sortCommand(), uid: false)
+        case "THREAD": return .thread(try threadCommand(), uid: false)
         case "FETCH": return try fetch(uid: false)
         case "STORE": return try store(uid: false)
         case "COPY", "MOVE":
@@ -207,12 +209,14 @@ extension Cursor {
             let target = try mailbox()
             return name == "COPY" ? .copy(set, target, uid: false) : .move(set, target, uid: false)
 
-        // uid = "UID" SP (copy / move / fetch / search / store / uid-expunge)
+        // uid = "UID" SP (copy / move / fetch / search / store / uid-expunge), and sort / thread (RFC 5256 §5)
         case "UID":
             try space()
             let sub = try word()
             switch sub {
             case "SEARCH": return .search(try searchCommand(), uid: true)
+            case "SORT": return .sort(try sortCommand(), uid: true)
+            case "THREAD": return .thread(try threadCommand(), uid: true)
             case "FETCH": return try fetch(uid: true)
             case "STORE": return try store(uid: true)
             case "COPY", "MOVE":
