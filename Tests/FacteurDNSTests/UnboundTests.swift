@@ -1,126 +1,52 @@
+import FacteurTestSupport
 import Foundation
 import NIOCore
 import NIOPosix
 import XCTest
 @testable import FacteurDNS
 
-/// A real unbound (Debian's `unbound` package) on a free loopback port, serving local-data only:
-/// no recursion (everything outside the local zones is refused), no remote control, no daemon.
+/// The DNS client's zone, served by FacteurTestSupport's `UnboundProcess` (a real unbound on a
+/// free loopback port, local data only, nothing forwarded).
 final class UnboundServer: @unchecked Sendable {
-    let process: Process
-    let directory: URL
-    let port: Int
+    let unbound: UnboundProcess
+    var port: Int { unbound.port }
 
     static let longTXTFirst = String(repeating: "a", count: 255)
     static let longTXTSecond = "v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"
     /// Enough A records that the answer (about 16 octets each) passes 1232 octets: UDP must truncate.
     static let manyCount = 120
 
-    private init(process: Process, directory: URL, port: Int) {
-        self.process = process
-        self.directory = directory
-        self.port = port
-    }
+    private init(unbound: UnboundProcess) { self.unbound = unbound }
 
-    /// FACTEUR_UNBOUND names the binary when it is elsewhere (or, set to a missing path, shows the skip).
-    static func executable() -> String? {
-        if let path = ProcessInfo.processInfo.environment["FACTEUR_UNBOUND"] {
-            return FileManager.default.isExecutableFile(atPath: path) ? path : nil
-        }
-        for path in ["/usr/sbin/unbound", "/usr/local/sbin/unbound", "/opt/homebrew/sbin/unbound"]
-        where FileManager.default.isExecutableFile(atPath: path) {
-            return path
-        }
-        return nil
-    }
+    static func executable() -> String? { UnboundProcess.executable() }
 
-    static func config(directory: URL, port: Int) -> String {
-        var lines = [
-            "server:",
-            "  interface: 127.0.0.1",
-            "  port: \(port)",
-            "  do-daemonize: no",
-            "  chroot: \"\"",
-            "  username: \"\"",
-            "  directory: \"\(directory.path)\"",
-            "  pidfile: \"\(directory.path)/unbound.pid\"",
-            "  use-syslog: no",
-            "  logfile: \"\"",
-            "  verbosity: 1",
-            "  num-threads: 1",
-            "  do-ip6: no",
-            "  do-not-query-localhost: no",
-            "  access-control: 127.0.0.0/8 allow",
-            "  module-config: \"iterator\"",
-            // Nothing leaves the machine: every name outside the local zones is refused.
-            "  local-zone: \".\" refuse",
-            "  local-zone: \"example.test.\" static",
-            "  local-data: \"example.test. 3600 IN SOA ns.example.test. hostmaster.example.test. 1 3600 600 86400 60\"",
-            "  local-data: \"example.test. 300 IN MX 20 mx2.example.test.\"",
-            "  local-data: \"example.test. 300 IN MX 10 mx1.example.test.\"",
-            "  local-data: 'example.test. 300 IN TXT \"v=spf1 ip4:192.0.2.0/24 -all\"'",
-            "  local-data: 'long.example.test. 300 IN TXT \"\(longTXTFirst)\" \"\(longTXTSecond)\"'",
-            "  local-data: \"mx1.example.test. 300 IN A 192.0.2.1\"",
-            "  local-data: \"mx1.example.test. 300 IN AAAA 2001:db8::1\"",
-            "  local-data: \"mx2.example.test. 300 IN A 192.0.2.2\"",
-            "  local-data: \"alias.example.test. 300 IN CNAME mx1.example.test.\"",
-            "  local-data: \"_25._tcp.mx1.example.test. 300 IN TLSA 3 1 1 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\"",
-            "  local-zone: \"2.0.192.in-addr.arpa.\" static",
-            "  local-data: \"2.0.192.in-addr.arpa. 3600 IN SOA ns.example.test. hostmaster.example.test. 1 3600 600 86400 60\"",
-            "  local-data-ptr: \"192.0.2.1 mx1.example.test.\"",
+    static var zones: [String: [String]] {
+        var test = [
+            "example.test. 300 IN MX 20 mx2.example.test.",
+            "example.test. 300 IN MX 10 mx1.example.test.",
+            "example.test. 300 IN TXT \"v=spf1 ip4:192.0.2.0/24 -all\"",
+            "long.example.test. 300 IN TXT \"\(longTXTFirst)\" \"\(longTXTSecond)\"",
+            "mx1.example.test. 300 IN A 192.0.2.1",
+            "mx1.example.test. 300 IN AAAA 2001:db8::1",
+            "mx2.example.test. 300 IN A 192.0.2.2",
+            "alias.example.test. 300 IN CNAME mx1.example.test.",
+            "_25._tcp.mx1.example.test. 300 IN TLSA 3 1 1 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
         ]
-        for index in 1...manyCount {
-            lines.append("  local-data: \"many.example.test. 300 IN A 10.0.\(index / 256).\(index % 256)\"")
-        }
-        lines += ["remote-control:", "  control-enable: no", ""]
-        return lines.joined(separator: "\n")
-    }
-
-    /// A port free for both UDP and TCP on 127.0.0.1 right now.
-    static func freePort() async throws -> Int {
-        let group = MultiThreadedEventLoopGroup.singleton
-        for _ in 0..<20 {
-            let udp = try await DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
-            let port = udp.localAddress!.port!
-            let tcp = try? await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: port).get()
-            try? await tcp?.close()
-            try? await udp.close()
-            if tcp != nil { return port }
-        }
-        throw XCTSkip("no free port found")
+        for index in 1...manyCount { test.append("many.example.test. 300 IN A 10.0.\(index / 256).\(index % 256)") }
+        return ["example.test": test, "2.0.192.in-addr.arpa": ["1.2.0.192.in-addr.arpa. 300 IN PTR mx1.example.test."]]
     }
 
     static func start(executable: String) async throws -> UnboundServer {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("facteur-unbound-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        var lastLog = ""
+        var lastError: (any Error)?
         for _ in 0..<3 {
-            let port = try await freePort()
-            let configPath = directory.appendingPathComponent("unbound.conf")
-            try config(directory: directory, port: port).write(to: configPath, atomically: true, encoding: .utf8)
-            let logPath = directory.appendingPathComponent("unbound.log")
-            _ = FileManager.default.createFile(atPath: logPath.path, contents: nil)
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = ["-d", "-c", configPath.path]
-            let log = try FileHandle(forWritingTo: logPath)
-            process.standardOutput = log
-            process.standardError = log
-            try process.run()
-            let server = UnboundServer(process: process, directory: directory, port: port)
-            // Ready when it answers the zone's SOA.
-            let probe = DNSClient(configuration: DNSClientConfiguration(
-                servers: [try SocketAddress(ipAddress: "127.0.0.1", port: port)], timeout: .milliseconds(200), cache: nil))
-            for _ in 0..<50 where process.isRunning {
-                if (try? await probe.query(name: DNSName("example.test"), type: .soa)) != nil {
-                    return server
-                }
-                try await Task.sleep(for: .milliseconds(100))
+            guard let port = UnboundProcess.freePort() else { break }
+            do {
+                return UnboundServer(unbound: try UnboundProcess(executable: executable, port: port, zones: zones))
+            } catch {
+                lastError = error
             }
-            lastLog = (try? String(contentsOf: logPath, encoding: .utf8)) ?? ""
-            server.stop()
         }
-        throw UnboundStartError(log: lastLog)
+        throw UnboundStartError(log: "\(lastError.map { "\($0)" } ?? "no free port")")
     }
 
     func client(timeout: TimeAmount = .seconds(2), extraServersFirst: [SocketAddress] = [],
@@ -130,16 +56,9 @@ final class UnboundServer: @unchecked Sendable {
             timeout: timeout, attempts: 1, cache: cache))
     }
 
-    func stop() {
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-        }
-    }
+    func stop() { unbound.stop() }
 
-    func removeFiles() {
-        try? FileManager.default.removeItem(at: directory)
-    }
+    func removeFiles() {}
 }
 
 struct UnboundStartError: Error, CustomStringConvertible {
