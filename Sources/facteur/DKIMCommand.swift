@@ -10,7 +10,7 @@ import Foundation
 struct DKIMCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dkim", abstract: "Manage DKIM signing keys.",
-        subcommands: [Generate.self, Rotate.self, Record.self, List.self])
+        subcommands: [Generate.self, Rotate.self, Record.self, List.self, Sign.self, Verify.self])
 
     static func keyring(_ options: CommonOptions) throws -> DKIMKeyring {
         DKIMKeyring(directory: try options.load().resolve("dkim"))
