@@ -52,8 +52,9 @@ public protocol POP3Backend: Sendable {
     /// The bytes of a message, ready to stream.
     func content(of message: MaildropMessage) async throws -> MessageContent
     /// The same, completed on `eventLoop`: what the adapter calls for every RETR and TOP. The
-    /// default runs `content(of:)` in a task; a backend with a blocking read can do it on a
-    /// thread pool instead and spare each retrieval the task and actor hops.
+    /// default runs `content(of:)` in a task; a backend that can read without waiting may return
+    /// an already succeeded future (the adapter then answers in the same tick), or read on a
+    /// thread pool, and so spare each retrieval the task and actor hops.
     func content(of message: MaildropMessage, on eventLoop: any EventLoop) -> EventLoopFuture<MessageContent>
     /// Removes these messages (UPDATE state); false if the store failed.
     func expunge(_ maildrop: Maildrop, uids: [UInt32]) async -> Bool
