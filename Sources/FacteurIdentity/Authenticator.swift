@@ -14,8 +14,14 @@
 //         outcome = await exchange.respond(decoded)
 //     }
 //     switch outcome { case .success(let s): …; case .failure(let f): …; case .challenge: break }
+//
+// Successful password checks are remembered for a minute (`PasswordCheckCache`, like Dovecot's
+// auth_cache with positive entries only) so that a client logging in again and again does not
+// pay a scrypt run each time; see that type for why this is safe.
 
+import Crypto
 import FacteurStore
+import Synchronization
 
 public struct Authenticator: Sendable {
     public typealias Lookup = @Sendable (String) async throws -> StoredCredentials?
@@ -49,17 +55,22 @@ public struct Authenticator: Sendable {
     let throttle: SharedAuthThrottle?
     let workPool: BlockingWorkPool
     let sleep: @Sendable (Duration) async -> Void
+    /// Shared by every copy of this authenticator (SMTP, IMAP and POP3 use one).
+    public let passwordCache: PasswordCheckCache?
 
     /// - Parameters:
     ///   - lookup: the account's stored credentials by normalised address, or nil.
     ///     Errors thrown become `.temporarilyUnavailable`.
     ///   - throttle: shared failure counting; nil disables throttling.
     ///   - sleep: how a failure's delay is waited out (tests inject a recorder).
+    ///   - passwordCache: successful password checks remembered for a short while; nil checks
+    ///     every password with the KDF.
     public init(configuration: Configuration = Configuration(), lookup: @escaping Lookup,
                 throttle: SharedAuthThrottle? = nil, workPool: BlockingWorkPool = .shared,
-                sleep: @escaping @Sendable (Duration) async -> Void = { try? await Task.sleep(for: $0) }) {
+                sleep: @escaping @Sendable (Duration) async -> Void = { try? await Task.sleep(for: $0) },
+                passwordCache: PasswordCheckCache? = PasswordCheckCache()) {
         self.configuration = configuration; self.lookup = lookup; self.throttle = throttle
-        self.workPool = workPool; self.sleep = sleep
+        self.workPool = workPool; self.sleep = sleep; self.passwordCache = passwordCache
     }
 
     /// Mechanism names to advertise (EHLO `AUTH`, IMAP `AUTH=`, POP3 `SASL`). PLAIN and
@@ -156,6 +167,11 @@ public struct AuthExchange: Sendable {
             do { credentials = try await authenticator.lookup(authcid) } catch {
                 return finish(.failure(SASLFailure(.temporarilyUnavailable)))
             }
+            if let cache = authenticator.passwordCache, let credentials,
+               cache.isKnownGood(account: authcid, password: password, stored: credentials) {
+                step = mechanism.passwordChecked(true)
+                break
+            }
             let configuration = authenticator.configuration
             let checked = await authenticator.workPool.run { () -> (Bool, StoredCredentials?) in
                 let matches = Credentials.verify(password: password, against: credentials, hasher: configuration.hasher)
@@ -167,6 +183,10 @@ public struct AuthExchange: Sendable {
             }
             guard let (matches, fresh) = checked else { return finish(.failure(SASLFailure(.temporarilyUnavailable))) }
             upgraded = fresh
+            // Upgraded credentials are about to replace these: nothing worth remembering yet.
+            if matches, fresh == nil, let credentials {
+                authenticator.passwordCache?.remember(account: authcid, password: password, stored: credentials)
+            }
             step = mechanism.passwordChecked(matches)
         case .challenge, .success, .failure:
             break
@@ -213,5 +233,76 @@ public struct AuthExchange: Sendable {
         finished = true
         pendingSuccess = nil
         return outcome
+    }
+}
+
+/// Successful password checks, remembered for a short while (Dovecot's auth_cache, positive
+/// results only). A password check costs one scrypt run on purpose; a client that polls with
+/// USER/PASS or AUTH PLAIN every minute would pay it every time.
+///
+/// Why this does not weaken anything:
+/// - What is kept per account is an HMAC-SHA-256 of the password under a key drawn at random
+///   when the process starts and never stored, and the stored password hash it was checked
+///   against. No password, nothing reusable outside this process.
+/// - A login is accepted from the cache only if the entry is younger than `timeToLive`, the
+///   credentials the store returns *for this login* still carry the same hash (so a password
+///   change or a removed account, also from another process like the CLI, misses at once), and
+///   the HMACs match, compared in constant time.
+/// - Failures are never cached: a wrong password always costs a full scrypt run and still counts
+///   for the throttle, which runs before any of this.
+/// - At most `maximumEntries` accounts are remembered; the oldest go first.
+public final class PasswordCheckCache: Sendable {
+    struct Entry: Sendable {
+        var mac: [UInt8]
+        var passwordHash: String
+        var expires: ContinuousClock.Instant
+    }
+
+    public let timeToLive: Duration
+    public let maximumEntries: Int
+    private let key = SymmetricKey(size: .bits256)
+    private let now: @Sendable () -> ContinuousClock.Instant
+    private let entries = Mutex<[String: Entry]>([:])
+
+    public init(timeToLive: Duration = .seconds(60), maximumEntries: Int = 10_000,
+                now: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now }) {
+        self.timeToLive = timeToLive; self.maximumEntries = max(1, maximumEntries); self.now = now
+    }
+
+    /// True when `password` checked out against exactly these credentials less than
+    /// `timeToLive` ago.
+    public func isKnownGood(account: String, password: String, stored: StoredCredentials) -> Bool {
+        guard let entry = entries.withLock({ $0[account] }) else { return false }
+        guard now() < entry.expires, entry.passwordHash == stored.passwordHash else { return false }
+        return HMAC<SHA256>.isValidAuthenticationCode(entry.mac, authenticating: message(account: account, password: password),
+                                                      using: key)
+    }
+
+    /// Call only after the KDF said `password` matches `stored`.
+    public func remember(account: String, password: String, stored: StoredCredentials) {
+        let mac = Array(HMAC<SHA256>.authenticationCode(for: message(account: account, password: password), using: key))
+        let now = self.now()
+        let entry = Entry(mac: mac, passwordHash: stored.passwordHash, expires: now + timeToLive)
+        entries.withLock { entries in
+            if entries[account] == nil, entries.count >= maximumEntries {
+                entries = entries.filter { $0.value.expires > now }
+                if entries.count >= maximumEntries, let oldest = entries.min(by: { $0.value.expires < $1.value.expires }) {
+                    entries[oldest.key] = nil
+                }
+            }
+            entries[account] = entry
+        }
+    }
+
+    /// Forgets an account at once (its credentials changed in this process, it was removed).
+    public func forget(account: String) {
+        _ = entries.withLock { $0.removeValue(forKey: account) }
+    }
+
+    public var count: Int { entries.withLock { $0.count } }
+
+    /// The account is part of what is authenticated: an entry can never vouch for another one.
+    private func message(account: String, password: String) -> [UInt8] {
+        Array(account.utf8) + [0] + Array(password.utf8)
     }
 }

@@ -4,6 +4,11 @@
 // TOP (RFC 1939 §7) stops after the header, the blank line and the first `n` body lines.
 
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 public struct POP3MultilineEncoder: Sendable {
     private var atLineStart = true
@@ -24,6 +29,10 @@ public struct POP3MultilineEncoder: Sendable {
     /// is ignored (`isDone`).
     public mutating func encode(_ chunk: UnsafeRawBufferPointer, into out: inout ByteBuffer) {
         guard let base = chunk.baseAddress, chunk.count > 0 else { return }
+        if bodyLinesLeft == nil {
+            stuffAll(base, count: chunk.count, into: &out)
+            return
+        }
         let count = chunk.count
         var index = 0
         while index < count, !isDone {
@@ -65,6 +74,29 @@ public struct POP3MultilineEncoder: Sendable {
             }
             index = end
         }
+    }
+
+    /// RETR: no line counting, only stuffing. `memchr` finds each LF and the bytes between two
+    /// lines that need a "." are copied in one write, so a message without such lines (almost
+    /// all mail) is one copy into `out`.
+    private mutating func stuffAll(_ base: UnsafeRawPointer, count: Int, into out: inout ByteBuffer) {
+        let dot = UInt8(ascii: ".")
+        out.reserveCapacity(minimumWritableBytes: count + 16)
+        var runStart = 0
+        if atLineStart, base.load(as: UInt8.self) == dot { out.writeInteger(dot) }
+        var searchFrom = 0
+        while searchFrom < count, let found = memchr(base + searchFrom, Int32(UInt8(ascii: "\n")), count - searchFrom) {
+            let lineStart = UnsafeRawPointer(found) - base + 1
+            if lineStart < count, base.load(fromByteOffset: lineStart, as: UInt8.self) == dot {
+                out.writeBytes(UnsafeRawBufferPointer(start: base + runStart, count: lineStart - runStart))
+                out.writeInteger(dot)
+                runStart = lineStart
+            }
+            searchFrom = lineStart
+        }
+        out.writeBytes(UnsafeRawBufferPointer(start: base + runStart, count: count - runStart))
+        // The next chunk starts a line (and may need a ".") only if this one ended with LF.
+        atLineStart = base.load(fromByteOffset: count - 1, as: UInt8.self) == UInt8(ascii: "\n")
     }
 
     public mutating func encode(_ bytes: [UInt8], into out: inout ByteBuffer) {

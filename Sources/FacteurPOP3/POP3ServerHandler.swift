@@ -3,9 +3,12 @@
 // expunge). It is the only POP3 code that knows about channels.
 //
 // Back-pressure: while an effect runs or too much input is buffered it withholds `read()`, so
-// pipelined commands (RFC 2449 PIPELINING) wait their turn without growing memory. RETR of a file
-// blob streams in chunks: the next chunk is read only once the previous one has been written to
-// the socket, so a 50 MB message is never held whole.
+// pipelined commands (RFC 2449 PIPELINING) wait their turn without growing memory; while the
+// socket is backed up no further command is taken, so answers cannot pile up either. Pipelined
+// answers go out in one flush. RETR of a small message is answered in the same event-loop tick
+// when the backend has the bytes at hand (see StorePOP3Backend); RETR of a file blob streams in
+// chunks: the next chunk is read only once the previous one has been written to the socket, so a
+// 50 MB message is never held whole.
 
 import FacteurIdentity
 import FacteurNet
@@ -27,6 +30,9 @@ public struct POP3ServerLimits: Sendable {
     public var maxBufferedInput = 64 * 1024
     /// Bytes read from a blob file per chunk while streaming RETR.
     public var streamChunkSize = 256 * 1024
+    /// Responses to pipelined commands are flushed together, at the latest once this many bytes
+    /// wait (a TLS handler in front buffers unflushed writes where writability cannot see them).
+    public var maxUnflushedOutput = 64 * 1024
     /// Let USER/PASS, PLAIN and LOGIN through without TLS for loopback clients (development on
     /// one machine). Everyone else must use STLS or POP3S first.
     public var allowPlaintextOnLoopback = true
@@ -64,6 +70,8 @@ public final class POP3ServerHandler: ChannelDuplexHandler, DrainableSession, @u
     private var acquiredLimit = false
     private var lastActivity = NIODeadline.now()
     private var idleCheck: Scheduled<Void>?
+    /// Bytes written since the last flush (see `processInput`).
+    private var unflushedBytes = 0
 
     public init(configuration: POP3SessionConfiguration, limits: POP3ServerLimits, backend: any POP3Backend,
                 authenticator: Authenticator, sslContext: NIOSSLContext?, limiter: ConnectionLimiter?,
@@ -107,7 +115,7 @@ public final class POP3ServerHandler: ChannelDuplexHandler, DrainableSession, @u
         }
         scheduleIdleCheck(context: context)
         apply { $0.start() }
-        context.flush()
+        flushOutput(context: context)
         context.fireChannelActive()
     }
 
@@ -142,8 +150,16 @@ public final class POP3ServerHandler: ChannelDuplexHandler, DrainableSession, @u
     }
 
     public func channelReadComplete(context: ChannelHandlerContext) {
-        context.flush()
+        flushOutput(context: context)
         context.fireChannelReadComplete()
+    }
+
+    public func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, !waitingForEffect, !closing {
+            processInput(context: context)
+            flushOutput(context: context)
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     public func read(context: ChannelHandlerContext) {
@@ -180,7 +196,7 @@ public final class POP3ServerHandler: ChannelDuplexHandler, DrainableSession, @u
         loop.execute {
             guard let context = self.context, !self.closing else { return }
             self.apply { $0.drain() }
-            context.flush()
+            self.flushOutput(context: context)
         }
     }
 
@@ -197,6 +213,15 @@ public final class POP3ServerHandler: ChannelDuplexHandler, DrainableSession, @u
     private func processInput(context: ChannelHandlerContext) {
         defer { resumeReadingIfPossible(context: context) }
         while !waitingForEffect, !closing {
+            // Pipelined commands are answered together, but never more than `maxUnflushedOutput`
+            // ahead of a flush, and never while the socket is backed up: a client that pipelines
+            // RETRs without reading the answers stalls itself, not the server's memory.
+            // `channelWritabilityChanged` resumes.
+            if unflushedBytes >= limits.maxUnflushedOutput { flushOutput(context: context) }
+            guard context.channel.isWritable else {
+                flushOutput(context: context)
+                return
+            }
             switch lines.next() {
             case .line(let line):
                 apply { $0.receive(line: line) }
@@ -209,9 +234,9 @@ public final class POP3ServerHandler: ChannelDuplexHandler, DrainableSession, @u
     }
 
     private func apply(_ event: (inout POP3Session) -> [POP3Action]) {
-        guard var session, let context else { return }
-        let actions = event(&session)
-        self.session = session
+        guard session != nil, let context else { return }
+        // Mutated in place: a copy would share the maildrop's storage and copy it on write.
+        let actions = event(&session!)
         run(actions, context: context)
     }
 
@@ -311,32 +336,37 @@ public final class POP3ServerHandler: ChannelDuplexHandler, DrainableSession, @u
 
     private func retrieve(_ message: MaildropMessage, topLines: Int?, okText: String, context: ChannelHandlerContext) {
         waitingForEffect = true
-        context.flush()
-        let backend = self.backend
-        let promise = context.eventLoop.makePromise(of: MessageContent?.self)
-        promise.completeWithTask { try? await backend.content(of: message) }
-        promise.futureResult.assumeIsolated().whenSuccess { content in
+        // True while still inside this call: a backend that had the bytes at hand completes the
+        // future at once, and then the input loop that called us simply goes on to the next
+        // pipelined command (no recursion, no flush per response).
+        var synchronous = true
+        backend.content(of: message, on: context.eventLoop).assumeIsolated().whenComplete { result in
+            let resumeInput = !synchronous
             guard !self.closing else { return }
-            guard let content else {
+            guard case .success(let content) = result else {
                 self.write(.err(.sysTemp, "Message \(message.id) cannot be read now"))
-                self.finishRetrieval(context: context)
+                self.finishRetrieval(context: context, resumeInput: resumeInput)
                 return
             }
             var encoder = POP3MultilineEncoder(topLines: topLines)
-            var out = context.channel.allocator.buffer(capacity: min(content.size, self.limits.streamChunkSize) + 64)
+            // Status line, stuffed message and terminator in one buffer, one write.
+            var out = context.channel.allocator.buffer(capacity: min(content.size, self.limits.streamChunkSize) + okText.utf8.count + 16)
             POP3Response.ok(okText).write(into: &out)
             encoder.encode(content.prefix, into: &out)
             switch content.body {
             case .inline(let bytes):
                 encoder.encode(bytes, into: &out)
                 encoder.finish(into: &out)
-                context.write(self.wrapOutboundOut(out), promise: nil)
-                self.finishRetrieval(context: context)
+                self.send(out, context: context)
+                self.finishRetrieval(context: context, resumeInput: resumeInput)
             case .file(let reader):
                 self.encoder = encoder
                 self.writeChunk(out, thenStream: reader, context: context)
             }
         }
+        synchronous = false
+        // The read is in flight: let the responses written so far go out meanwhile.
+        if waitingForEffect { flushOutput(context: context) }
     }
 
     /// Writes `buffer`, and once the socket has taken it reads and sends the next chunk.
@@ -359,8 +389,8 @@ public final class POP3ServerHandler: ChannelDuplexHandler, DrainableSession, @u
                         if bytes.isEmpty || encoder.isDone {
                             encoder.finish(into: &out)
                             self.encoder = nil
-                            context.write(self.wrapOutboundOut(out), promise: nil)
-                            self.finishRetrieval(context: context)
+                            self.send(out, context: context)
+                            self.finishRetrieval(context: context, resumeInput: true)
                             return
                         }
                         encoder.encode(bytes, into: &out)
@@ -371,11 +401,14 @@ public final class POP3ServerHandler: ChannelDuplexHandler, DrainableSession, @u
         }
     }
 
-    private func finishRetrieval(context: ChannelHandlerContext) {
+    /// `resumeInput` false: the retrieval completed inside `retrieve`, whose caller (the input
+    /// loop) carries on by itself.
+    private func finishRetrieval(context: ChannelHandlerContext, resumeInput: Bool) {
         waitingForEffect = false
         apply { $0.retrieved() }
+        guard resumeInput else { return }
         processInput(context: context)
-        context.flush()
+        flushOutput(context: context)
     }
 
     // MARK: Plumbing
@@ -384,7 +417,7 @@ public final class POP3ServerHandler: ChannelDuplexHandler, DrainableSession, @u
     private func perform<T: Sendable>(context: ChannelHandlerContext, _ work: @escaping @Sendable () async -> T,
                                       resume: @escaping (POP3ServerHandler, T) -> Void) {
         waitingForEffect = true
-        context.flush()
+        flushOutput(context: context)
         let promise = context.eventLoop.makePromise(of: T.self)
         promise.completeWithTask { await work() }
         promise.futureResult.assumeIsolated().whenSuccess { value in
@@ -393,7 +426,7 @@ public final class POP3ServerHandler: ChannelDuplexHandler, DrainableSession, @u
             guard !self.closing else { return }
             // Commands pipelined behind this one may already be waiting.
             self.processInput(context: context)
-            context.flush()
+            self.flushOutput(context: context)
         }
     }
 
@@ -406,7 +439,7 @@ public final class POP3ServerHandler: ChannelDuplexHandler, DrainableSession, @u
 
     private func startTLS(context: ChannelHandlerContext) {
         guard let sslContext else { return }
-        context.flush()
+        flushOutput(context: context)
         // Anything the client sent after STLS in the clear is thrown away, never executed.
         lines.discardAll()
         do {
@@ -422,7 +455,18 @@ public final class POP3ServerHandler: ChannelDuplexHandler, DrainableSession, @u
         guard let context else { return }
         var buffer = context.channel.allocator.buffer(capacity: 64)
         response.write(into: &buffer)
+        send(buffer, context: context)
+    }
+
+    /// Every response goes out through here, so the bytes written since the last flush are known.
+    private func send(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
+        unflushedBytes += buffer.readableBytes
         context.write(wrapOutboundOut(buffer), promise: nil)
+    }
+
+    private func flushOutput(context: ChannelHandlerContext) {
+        unflushedBytes = 0
+        context.flush()
     }
 
     private func closeAfterFlush(context: ChannelHandlerContext) {
@@ -450,7 +494,7 @@ public final class POP3ServerHandler: ChannelDuplexHandler, DrainableSession, @u
                 return
             }
             self.apply { $0.timedOut() }
-            context.flush()
+            self.flushOutput(context: context)
         }
     }
 }

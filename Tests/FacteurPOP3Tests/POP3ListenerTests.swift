@@ -74,14 +74,14 @@ final class POP3ListenerTests: XCTestCase {
     }
 
     private func start(limits: POP3ServerLimits = POP3ServerLimits(), maxErrors: Int = 20,
-                       locks: MaildropLocks = MaildropLocks()) async throws -> POP3Listener {
+                       locks: MaildropLocks = MaildropLocks(), backend: (any POP3Backend)? = nil) async throws -> POP3Listener {
         let store = self.store!
         let authenticator = Authenticator(configuration: .init(hasher: cheapHasher, scramIterations: 4096),
                                           lookup: { try await store.credentials(address: $0) })
         let session = POP3SessionConfiguration(hostname: "pop.example.org", tlsAvailable: false, maxErrors: maxErrors)
         return try await POP3Listener.bind(
             configuration: .init(host: "127.0.0.1", port: 0, session: session, limits: limits),
-            backend: StorePOP3Backend(store: store, locks: locks, logger: Logger(label: "test")),
+            backend: backend ?? StorePOP3Backend(store: store, locks: locks, logger: Logger(label: "test")),
             authenticator: authenticator, sslContext: nil, group: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "test"))
     }
 
@@ -272,5 +272,84 @@ final class POP3ListenerTests: XCTestCase {
         XCTAssertEqual(client.line(), "-ERR [SYS/TEMP] Server shutting down, try again later")
         let count = try await store.messages(mailboxID: try await store.mailbox(accountID: account.id, name: "INBOX")!.id).count
         XCTAssertEqual(count, 1)
+    }
+
+    /// Every way a message's bytes can reach RETR: read on the event loop, on the thread pool, and
+    /// through a backend that only has the async `content(of:)`.
+    private func backends() -> [(String, any POP3Backend)] {
+        let store = self.store!
+        let locks = MaildropLocks()
+        return [("async only", AsyncOnlyBackend(StorePOP3Backend(store: store, locks: locks, logger: Logger(label: "test")))),
+                ("on the thread pool", StorePOP3Backend(store: store, locks: locks, logger: Logger(label: "test"), maxOnLoopReadSize: 0)),
+                ("on the event loop", StorePOP3Backend(store: store, locks: locks, logger: Logger(label: "test")))]
+    }
+
+    func testPipelinedRetrievalsByAClientThatDoesNotReadAllArriveIntact() async throws {
+        // ~20 KB with dotted lines; 300 pipelined RETRs are 6 MB of answers, far more than socket
+        // buffers hold: the server must stall on writability and resume, losing nothing.
+        var text = "Subject: pipelined\r\n\r\n"
+        for line in 0..<600 { text += (line % 5 == 0 ? ".dotted \(line)" : "line \(line) of the message body") + "\r\n" }
+        try await deliver(text)
+        let stored = try await store.messageBytes(messageID: try await store.messages(
+            mailboxID: try await store.mailbox(accountID: account.id, name: "INBOX")!.id)[0].id)
+        for (name, backend) in backends() {
+            let listener = try await start(backend: backend)
+            let client = try connect(listener)
+            XCTAssertTrue(login(client).hasPrefix("+OK Logged in"), name)
+            client.send(String(repeating: "RETR 1\r\n", count: 300) + "NOOP\r\n")
+            try await Task.sleep(for: .milliseconds(300))
+            for index in 0..<300 {
+                XCTAssertEqual(client.line(), "+OK \(stored.count) octets", "\(name): response \(index)")
+                XCTAssertEqual(client.multilineBody(), stored, "\(name): body \(index)")
+            }
+            XCTAssertEqual(client.line(), "+OK", name)
+            XCTAssertEqual(client.command("QUIT"), "+OK pop.example.org signing off (1 messages left)", name)
+            await listener.shutdown(grace: .seconds(1))
+        }
+    }
+
+    func testEveryReadPathServesTheSameBytesAndMissingMessagesFailCleanly() async throws {
+        try await deliver("Subject: one\r\n\r\n.dot\r\nend\r\n")
+        let mailbox = try await store.mailbox(accountID: account.id, name: "INBOX")!.id
+        let record = try await store.messages(mailboxID: mailbox)[0]
+        let stored = try await store.messageBytes(messageID: record.id)
+        let reader = try store.makeMessageReader()
+        let read = try reader.content(messageID: record.id)
+        guard case .inline(let body) = read.body else { return XCTFail("a small message is inline") }
+        XCTAssertEqual(read.prefix + body, stored, "the read-only connection reads what the store holds")
+        XCTAssertThrowsError(try reader.content(messageID: record.id + 1000))
+        XCTAssertThrowsError(try store.messageContentBlocking(messageID: record.id + 1000))
+
+        for (name, backend) in backends() {
+            let listener = try await start(backend: backend)
+            let client = try connect(listener)
+            _ = login(client)
+            XCTAssertEqual(client.command("RETR 1"), "+OK \(stored.count) octets", name)
+            XCTAssertEqual(client.multilineBody(), stored, name)
+            XCTAssertEqual(client.command("TOP 1 0"), "+OK Top of message follows", name)
+            XCTAssertTrue(String(decoding: client.multilineBody() ?? [], as: UTF8.self).hasSuffix("Subject: one\r\n\r\n"), name)
+            // Removed behind the session's back (another client's IMAP EXPUNGE): -ERR, and the
+            // session goes on. Last backend: the event loop's read fails, then the thread pool's.
+            if name == "on the event loop" {
+                try await store.expunge(mailboxID: mailbox, uids: [record.uid])
+                XCTAssertEqual(client.command("RETR 1"), "-ERR [SYS/TEMP] Message \(record.id) cannot be read now", name)
+                XCTAssertEqual(client.command("NOOP"), "+OK", name)
+            }
+            _ = client.command("QUIT")
+            await listener.shutdown(grace: .seconds(1))
+        }
+    }
+}
+
+/// A backend with only the async read: the adapter's default path (a task per RETR).
+struct AsyncOnlyBackend: POP3Backend {
+    let base: StorePOP3Backend
+    init(_ base: StorePOP3Backend) { self.base = base }
+    func openMaildrop(account: String) async -> MaildropOpening { await base.openMaildrop(account: account) }
+    func closeMaildrop(_ maildrop: Maildrop) { base.closeMaildrop(maildrop) }
+    func content(of message: MaildropMessage) async throws -> MessageContent { try await base.content(of: message) }
+    func expunge(_ maildrop: Maildrop, uids: [UInt32]) async -> Bool { await base.expunge(maildrop, uids: uids) }
+    func storeUpgradedCredentials(address: String, _ credentials: StoredCredentials) async {
+        await base.storeUpgradedCredentials(address: address, credentials)
     }
 }
