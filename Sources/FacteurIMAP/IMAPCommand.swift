@@ -261,6 +261,8 @@ public enum StatusAttribute: String, Sendable, Hashable, CaseIterable {
     case highestModSeq = "HIGHESTMODSEQ"
     /// RFC 9208 §4.2.2: the size of the \Deleted messages, in units of 1024 octets.
     case deletedStorage = "DELETED-STORAGE"
+    /// RFC 8474 §4.
+    case mailboxID = "MAILBOXID"
 }
 
 public struct IDField: Sendable, Equatable {
@@ -310,6 +312,9 @@ public enum FetchAttribute: Sendable, Hashable {
     case binary(part: [Int], partial: Partial?, peek: Bool)
     case binarySize(part: [Int])
     case modSeq
+    /// RFC 8474 §5.1, §5.2.
+    case emailID
+    case threadID
 }
 
 /// SELECT/EXAMINE (QRESYNC (uidvalidity modseq [known-uids] [seq-match-data])), RFC 7162 §3.2.5.

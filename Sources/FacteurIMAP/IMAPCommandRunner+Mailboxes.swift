@@ -162,6 +162,7 @@ extension IMAPCommandRunner {
                                              : "* OK [PERMANENTFLAGS (\(flagList) \\*)] Flags permitted"))
             await output.write(line("* OK [UIDVALIDITY \(mailbox.uidValidity)] UIDs valid"))
             await output.write(line("* OK [UIDNEXT \(mailbox.uidNext)] Predicted next UID"))
+            await output.write(line("* OK [MAILBOXID (\(IMAPObjectID.mailbox(mailbox)))] Ok"))
             if session.enabled.contains("CONDSTORE") {
                 await output.write(line("* OK [HIGHESTMODSEQ \(mailbox.highestModSeq)] Highest"))
             }
@@ -205,8 +206,8 @@ extension IMAPCommandRunner {
             specialUse = known
         }
         do {
-            try await store.createMailbox(accountID: account.id, name: decoded, specialUse: specialUse)
-            await finish(tag, "CREATE completed", session: &session, output: output, expunges: true)
+            let created = try await store.createMailbox(accountID: account.id, name: decoded, specialUse: specialUse)
+            await finish(tag, "[MAILBOXID (\(IMAPObjectID.mailbox(created)))] CREATE completed", session: &session, output: output, expunges: true)
         } catch {
             await storeFailure(error, tag: tag, output: output)
         }
@@ -382,6 +383,7 @@ extension IMAPCommandRunner {
             case .size: w.number(messages?.reduce(Int64(0)) { $0 + $1.size } ?? 0)
             case .recent: w.number(0)
             case .highestModSeq: w.number(mailbox.highestModSeq)
+            case .mailboxID: w.raw("(\(IMAPObjectID.mailbox(mailbox)))")
             case .deletedStorage:
                 let bytes = messages?.filter { $0.flags.contains(.deleted) }.reduce(Int64(0)) { $0 + $1.size } ?? 0
                 w.number(IMAPQuota.kibibytes(bytes))

@@ -74,6 +74,11 @@ struct IMAPFetchRenderer {
                 item("RFC822.SIZE \(record.size)")
             case .modSeq:
                 item("MODSEQ (\(record.modSeq))")
+            case .emailID:
+                item("EMAILID (\(IMAPObjectID.email(record)))")
+            case .threadID:
+                // RFC 8474 §5.2: NIL where the server does not track threads.
+                item("THREADID NIL")
             case .envelope:
                 item("ENVELOPE ")
                 w.envelope(summary?.envelope ?? Envelope())

@@ -370,6 +370,8 @@ extension Cursor {
         case "BODYSTRUCTURE": return .bodyStructure(extensible: true)
         case "UID": return .uid
         case "MODSEQ": return .modSeq
+        case "EMAILID": return .emailID
+        case "THREADID": return .threadID
         case "BODY", "BODY.PEEK":
             guard peek(is: UInt8(ascii: "[")) else {
                 guard name == "BODY" else { throw ParseFailure.bad("BODY.PEEK needs a section") }

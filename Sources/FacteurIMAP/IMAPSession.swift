@@ -173,7 +173,7 @@ public struct IMAPSession: Sendable {
                  "SPECIAL-USE", "CREATE-SPECIAL-USE", "LIST-EXTENDED", "LIST-STATUS", "ESEARCH", "SEARCHRES",
                  "UTF8=ACCEPT", "STATUS=SIZE", "MULTIAPPEND", "BINARY", "CONDSTORE", "QRESYNC",
                  "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE", "APPENDLIMIT=\(configuration.limits.maxMessageSize)",
-                 "SORT", "SORT=DISPLAY", "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES"]
+                 "SORT", "SORT=DISPLAY", "ESORT", "THREAD=ORDEREDSUBJECT", "THREAD=REFERENCES", "OBJECTID"]
         if state != .notAuthenticated, !compressionActive { caps.append("COMPRESS=DEFLATE") }
         return caps
     }
