@@ -404,9 +404,11 @@ extension SQLiteMailStore {
             // A phrase of the needle's trigrams; inside an FTS5 string only '"' is special.
             let phrase = "\"" + needle.replacingOccurrences(of: "\"", with: "\"\"") + "\""
             let query = column.map { "{\($0)} : " + phrase } ?? phrase
+            // Driven by the mailbox: the unary `+` keeps SQLite from probing the blob index once
+            // per (message, match) pair; each message costs one lookup and one list test.
             uids = try Int64.fetchAll(db, sql: """
                 SELECT m.uid FROM message m JOIN fulltext_blob k ON k.blobID = m.blobID
-                WHERE m.mailboxID = ? AND k.docID IN (SELECT rowid FROM fulltext WHERE fulltext MATCH ?)
+                WHERE m.mailboxID = ? AND +k.docID IN (SELECT rowid FROM fulltext WHERE fulltext MATCH ?)
                 """, arguments: [mailboxID, query])
         } else {
             // Too short for trigrams: look through the mailbox's stored text.
@@ -420,13 +422,31 @@ extension SQLiteMailStore {
     }
 
     /// UIDs whose per-recipient header prefix contains `needle` (already normalised).
+    ///
+    /// Prefixes are nearly always ASCII, and for ASCII text `normalize` only lowercases and
+    /// collapses white space: a needle of printable ASCII without a space is then in the
+    /// normalised prefix exactly when it is in `lower(prefix)`, which SQLite checks. Other
+    /// prefixes (8-bit, or with encoded words) and other needles are normalised here.
     private static func prefixMatches(_ db: Database, mailboxID: Int64, needle: String) throws -> Set<UInt32> {
         var found = Set<UInt32>()
-        let rows = try Row.fetchCursor(db, sql: "SELECT uid, prefix FROM message WHERE mailboxID = ? AND length(prefix) > 0",
+        let simple = !needle.isEmpty && needle.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
+        // GLOB class of every character that is not ASCII (or that is NUL).
+        let nonASCII = "*[^\u{01}-\u{7F}]*"
+        let rows: RowCursor
+        if simple {
+            rows = try Row.fetchCursor(db, sql: """
+                SELECT uid, prefix, CAST(prefix AS TEXT) GLOB ?1 OR instr(prefix, '=?') > 0 AS complex FROM message
+                WHERE mailboxID = ?2 AND length(prefix) > 0
+                AND (instr(lower(CAST(prefix AS TEXT)), ?3) > 0 OR CAST(prefix AS TEXT) GLOB ?1 OR instr(prefix, '=?') > 0)
+                """, arguments: [nonASCII, mailboxID, needle])
+        } else {
+            rows = try Row.fetchCursor(db, sql: "SELECT uid, prefix, 1 FROM message WHERE mailboxID = ? AND length(prefix) > 0",
                                        arguments: [mailboxID])
+        }
         while let row = try rows.next() {
             guard let uid = UInt32(exactly: row[0] as Int64), let prefix = row[1] as Data? else { continue }
-            if FullText.contains(FullText.normalize(EncodedWords.decode(bytes: prefix)), needle) { found.insert(uid) }
+            let complex: Bool = row[2]
+            if !complex || FullText.contains(FullText.normalize(EncodedWords.decode(bytes: prefix)), needle) { found.insert(uid) }
         }
         return found
     }

@@ -184,6 +184,17 @@ final class FullTextTests: StoreTestCase {
         XCTAssertEqual(bodyToo, [uid])
         let everywhere = try await text(inbox, "subject")
         XCTAssertEqual(everywhere, [uid, plain])
+        // Prefixes that are not plain ASCII take the slow path and are folded too.
+        let eightBit = try await stored(crlf("Subject: 8\n\nx\n"), alice, prefix: "X-Note: Zoë Ärger\r\n")
+        let encoded = try await stored(crlf("Subject: 9\n\ny\n"), alice, prefix: "X-Note: =?utf-8?q?D=C3=A9j=C3=A0?=\r\n")
+        let zoe = try await text(inbox, "ZOE")
+        XCTAssertEqual(zoe, [uid, eightBit])
+        let arger = try await text(inbox, "zoe arger")
+        XCTAssertEqual(arger, [eightBit])
+        let deja = try await text(inbox, "deja")
+        XCTAssertEqual(deja, [encoded])
+        let received = try await text(inbox, "RECEIVED:")
+        XCTAssertEqual(received, [uid], "ASCII fast path, case-insensitive")
     }
 
     func testSharedBlobIsIndexedOnceAndMailboxesStayApart() async throws {
