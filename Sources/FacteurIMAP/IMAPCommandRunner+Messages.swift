@@ -340,7 +340,8 @@ extension IMAPCommandRunner {
             let records = try await store.messages(mailboxID: selected.id)
             var byUID: [UInt32: MessageRecord] = [:]
             for r in records { byUID[r.uid] = r }
-            var matcher = IMAPSearchMatcher(store: store, selected: selected, saved: session.savedSearch)
+            let fullText = try await FullTextAnswers.compute(for: command.key, mailboxID: selected.id, store: store)
+            var matcher = IMAPSearchMatcher(store: store, selected: selected, saved: session.savedSearch, fullText: fullText)
             var matches: [(msn: Int, uid: UInt32)] = []
             for (i, messageUID) in selected.uids.enumerated() {
                 guard let record = byUID[messageUID] else { continue }

@@ -1,7 +1,8 @@
 // Evaluates SEARCH keys (RFC 9051 §6.4.4) on one message. Flags, sizes, dates and UIDs come
-// from the message record; address and subject keys from the stored ENVELOPE; HEADER, BODY and
-// TEXT from the message bytes (a full-text index is to replace the scan for BODY and TEXT).
-// Matching is case-insensitive substring matching, as RFC 9051 §6.4.4 asks.
+// from the message record; address and subject keys from the stored ENVELOPE; HEADER from the
+// message bytes; BODY and TEXT from the store's full-text index (`FullTextAnswers`, computed once
+// per SEARCH, so NOT and OR around them cost nothing), and from the bytes only when the store has
+// no index for the mailbox. Matching is case-insensitive substring matching, as §6.4.4 asks.
 
 import FacteurMIME
 import FacteurStore
@@ -11,14 +12,16 @@ struct IMAPSearchMatcher {
     let store: any MailStore
     let selected: SelectedMailbox
     let saved: [UInt32]
+    let fullText: FullTextAnswers
 
     private var summary: (id: Int64, value: MessageSummary?)?
     private var bytes: (id: Int64, value: [UInt8])?
 
-    init(store: any MailStore, selected: SelectedMailbox, saved: [UInt32]) {
+    init(store: any MailStore, selected: SelectedMailbox, saved: [UInt32], fullText: FullTextAnswers = FullTextAnswers()) {
         self.store = store
         self.selected = selected
         self.saved = saved
+        self.fullText = fullText
     }
 
     mutating func matches(_ key: SearchKey, msn: Int, record: MessageRecord) async throws -> Bool {
@@ -76,11 +79,13 @@ struct IMAPSearchMatcher {
             }.joined(separator: " ")
             return Self.contains(values, value)
         case .body(let s):
+            if let uids = fullText.body[s] { return uids.contains(record.uid) }
             let all = try await loadBytes(record)
             guard let summary = try await loadSummary(record) else { return false }
             let start = min(all.count, record.prefixLength + summary.body.bodyOffset)
             return Self.contains(String(decoding: all[start...], as: UTF8.self), s)
         case .text(let s):
+            if let uids = fullText.text[s] { return uids.contains(record.uid) }
             return Self.contains(String(decoding: try await loadBytes(record), as: UTF8.self), s)
         case .not(let k): return !(try await matches(k, msn: msn, record: record))
         case .or(let a, let b):
@@ -132,5 +137,45 @@ struct IMAPSearchMatcher {
         let all = try await loadBytes(record)
         let length = (try await loadSummary(record)?.body.headerLength ?? all.count) + record.prefixLength
         return Array(all.prefix(length))
+    }
+}
+
+/// The UIDs matching each BODY and TEXT key of one SEARCH, asked of the store's full-text index
+/// before the per-message evaluation. A key missing here is evaluated by scanning the message.
+struct FullTextAnswers: Sendable {
+    var body: [String: Set<UInt32>] = [:]
+    var text: [String: Set<UInt32>] = [:]
+
+    /// Distinct BODY/TEXT strings asked of the index per SEARCH; more are scanned.
+    static let maxKeys = 32
+
+    /// Asks the store once per distinct BODY and TEXT string of `key` (wherever it sits: inside
+    /// NOT, OR and parentheses too). Stops at the first nil: the index cannot answer for this
+    /// mailbox, and every key is then scanned.
+    static func compute(for key: SearchKey, mailboxID: Int64, store: any MailStore) async throws -> FullTextAnswers {
+        var bodies: [String] = []
+        var texts: [String] = []
+        // Iterative walk: the parser caps nesting, but a stack costs nothing and never overflows.
+        var stack = [key]
+        while let k = stack.popLast(), bodies.count + texts.count < maxKeys {
+            switch k {
+            case .body(let s): if !bodies.contains(s) { bodies.append(s) }
+            case .text(let s): if !texts.contains(s) { texts.append(s) }
+            case .not(let inner): stack.append(inner)
+            case .or(let a, let b): stack.append(b); stack.append(a)
+            case .and(let keys): stack.append(contentsOf: keys.reversed())
+            default: break
+            }
+        }
+        var answers = FullTextAnswers()
+        for s in bodies {
+            guard let uids = try await store.fullTextCandidates(mailboxID: mailboxID, body: [s], text: []) else { return FullTextAnswers() }
+            answers.body[s] = uids
+        }
+        for s in texts {
+            guard let uids = try await store.fullTextCandidates(mailboxID: mailboxID, body: [], text: [s]) else { return FullTextAnswers() }
+            answers.text[s] = uids
+        }
+        return answers
     }
 }

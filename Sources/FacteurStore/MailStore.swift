@@ -278,4 +278,10 @@ public protocol MailStore: Sendable {
 
     /// Every change, as it commits.
     func changes() -> AsyncStream<MailboxChange>
+
+    /// SEARCH BODY/TEXT through a full-text index: the UIDs of the mailbox whose messages contain
+    /// every `body` string in their body and every `text` string anywhere (case-insensitive
+    /// substrings), or nil when the store cannot answer without reading the messages (the
+    /// default: the caller then scans).
+    func fullTextCandidates(mailboxID: Int64, body: [String], text: [String]) async throws -> Set<UInt32>?
 }

@@ -18,6 +18,8 @@ struct PreparedDelivery: Sendable {
     var summary: [UInt8]
     var recipients: [DeliveryRecipient]
     var internalDate: Double
+    /// The text for the full-text index, extracted here so that the commit only inserts it.
+    var fullText: FullTextDocument? = nil
 }
 
 struct PendingDelivery: Sendable {
@@ -180,9 +182,10 @@ extension SQLiteMailStore {
                     throw StoreError.notFound("spool file \(path): \(error)")
                 }
                 try LineEndings.check(data, what: "message")
-                let summary = SummaryCodec.encode(MessageSummary(parsing: data))
+                let parsed = MessageSummary(parsing: data)
                 prepared = PreparedDelivery(blobID: BlobLayout.blobID(of: data), blobSize: Int64(data.count), inlineData: nil,
-                                            summary: summary, recipients: recipients, internalDate: internalDate)
+                                            summary: SummaryCodec.encode(parsed), recipients: recipients, internalDate: internalDate,
+                                            fullText: FullTextDocument(message: data, summary: parsed))
                 largeSource = .spool(path)
             }
         }
@@ -219,9 +222,10 @@ extension SQLiteMailStore {
     private static func prepare(_ bytes: [UInt8], recipients: [DeliveryRecipient], internalDate: Double) throws
         -> PreparedDelivery {
         try LineEndings.check(bytes, what: "message")
-        let summary = SummaryCodec.encode(MessageSummary(parsing: bytes))
+        let parsed = MessageSummary(parsing: bytes)
         return PreparedDelivery(blobID: BlobLayout.blobID(of: bytes), blobSize: Int64(bytes.count), inlineData: bytes,
-                                summary: summary, recipients: recipients, internalDate: internalDate)
+                                summary: SummaryCodec.encode(parsed), recipients: recipients, internalDate: internalDate,
+                                fullText: FullTextDocument(message: bytes, summary: parsed))
     }
 
     private static func fileSize(_ path: String) -> Int? {
@@ -365,6 +369,7 @@ extension SQLiteMailStore {
                     INSERT OR IGNORE INTO blob (id, size, data, summary, created) VALUES (?, ?, ?, ?, ?)
                     """).execute(arguments: [delivery.blobID, delivery.blobSize, delivery.inlineData.map { Data($0) },
                                              Data(delivery.summary), now])
+                if let fullText = delivery.fullText { try indexFullText(blobID: delivery.blobID, fullText, in: db) }
                 blobWritten = true
             }
             let modSeq = highestModSeq + 1

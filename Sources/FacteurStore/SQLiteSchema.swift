@@ -12,6 +12,7 @@ enum SQLiteSchema {
         migrator.registerMigration("v2-queue", migrate: QueueSchema.v2)
         migrator.registerMigration("v3-dmarc", migrate: DMARCSchema.v3)
         migrator.registerMigration("v4-alias-forward", migrate: v4AliasForward)
+        migrator.registerMigration("v5-fulltext", migrate: FullTextSchema.v5)
         return migrator
     }
 
