@@ -47,6 +47,8 @@ final class MbsyncTests: E2ETestCase {
 
             """
         try config.write(to: configURL, atomically: true, encoding: .utf8)
+        // mbsync creates mailboxes (`Create Both`) but not the store's root folder.
+        try FileManager.default.createDirectory(at: maildir, withIntermediateDirectories: true)
     }
 
     /// `mbsync -c CONFIG -a` (with `-Dn`, which logs the IMAP exchange on stdout); fails on a non-zero exit.
@@ -90,12 +92,29 @@ final class MbsyncTests: E2ETestCase {
     }
 
     private func localFile(withSubject subject: String, file: StaticString = #filePath, line: UInt = #line) throws -> String {
-        let matches = try localMessages().filter { String(decoding: $0.value, as: UTF8.self).contains("Subject: \(subject)\r\n") }
+        let matches = try localMessages().filter { String(decoding: $0.value, as: UTF8.self).contains("Subject: \(subject)\n") }
         guard matches.count == 1, let path = matches.first?.key else {
             XCTFail("expected one Maildir file with subject \(subject), found \(matches.count)", file: file, line: line)
             throw HarnessError("no local file for \(subject)")
         }
         return path
+    }
+
+    static func unixLineEnds(_ data: Data) -> Data {
+        var out = Data(capacity: data.count)
+        var previous: UInt8 = 0
+        for byte in data {
+            if byte == 0x0A, previous == 0x0D { out.removeLast() }
+            out.append(byte)
+            previous = byte
+        }
+        return out
+    }
+
+    static func withoutTUID(_ data: Data) -> Data {
+        let text = String(decoding: data, as: UTF8.self)
+        guard let start = text.range(of: "\nX-TUID: "), let end = text[start.upperBound...].firstIndex(of: "\n") else { return data }
+        return Data((text[..<start.lowerBound] + text[end...]).utf8)
     }
 
     /// Maildir flags are the letters after `:2,` (D F P R S T), https://cr.yp.to/proto/maildir.html.
@@ -116,7 +135,9 @@ final class MbsyncTests: E2ETestCase {
         for n in 1 ... 3 {
             let (_, stored) = try server.findMessage("admin@localhost", subject: "mbsync-\(n)")
             let path = try localFile(withSubject: "mbsync-\(n)")
-            XCTAssertEqual(local[path], stored, "the Maildir copy of mbsync-\(n) is the stored message")
+            // Maildir files have Unix line ends: mbsync turns CRLF into LF on the way in (and back on APPEND),
+            // and adds its own tracking field, X-TUID, at the end of the header.
+            XCTAssertEqual(local[path].map(Self.withoutTUID), Self.unixLineEnds(stored), "the Maildir copy of mbsync-\(n) is the stored message")
             XCTAssertEqual(maildirFlags(path), "", "mbsync-\(n) is unseen on the server, so unflagged locally")
         }
 
@@ -134,7 +155,7 @@ final class MbsyncTests: E2ETestCase {
         try helper("expunge", ["--subject", "mbsync-2"])
         try sync()
         local = try localMessages()
-        XCTAssertFalse(local.values.contains { String(decoding: $0, as: UTF8.self).contains("Subject: mbsync-2\r\n") },
+        XCTAssertFalse(local.values.contains { String(decoding: $0, as: UTF8.self).contains("Subject: mbsync-2\n") },
                        "mbsync-2 was expunged on the server but is still in the Maildir: \(local.keys.sorted())")
         XCTAssertEqual(local.count, 2)
 
