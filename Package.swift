@@ -164,7 +164,7 @@ let package = Package(
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "_CryptoExtras", package: "swift-crypto"),
-        ]),
+        ], resources: [.copy("Fixtures")]),
         .testTarget(name: "FacteurServerTests", dependencies: ["FacteurServer", "FacteurQueue"]),
         .testTarget(name: "FacteurMailAuthTests", dependencies: [
             "FacteurMailAuth", "FacteurDNS", "FacteurMIME", "FacteurTestSupport",

@@ -303,6 +303,19 @@ struct ListenersService: Service {
                     }
                 }
                 group.addTask { await reporting.run() }
+                group.addTask {
+                    // Full-text index (IMAP SEARCH BODY/TEXT): new mail is indexed in the background,
+                    // outside the delivery transactions (a SEARCH indexes what is still missing).
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .seconds(20))
+                        if Task.isCancelled { break }
+                        do {
+                            try await store.indexPendingFullText(limit: 20_000)
+                        } catch {
+                            logger.warning("full-text indexing failed", metadata: ["error": "\(error)"])
+                        }
+                    }
+                }
                 try? await gracefulShutdown()
                 group.cancelAll()
             }

@@ -308,20 +308,28 @@ enum FullTextSchema {
     /// Indexes the blobs messages reference that have no index row yet, in batches so that only
     /// a batch of blobs is in memory at once. Large blobs are read from blobs/ (memory-mapped).
     static func backfill(_ db: Database) throws {
+        _ = try backfill(db, mailboxID: nil, limit: Int.max)
+    }
+
+    /// Indexes up to `limit` unindexed blobs (of one mailbox's messages, or of any), returns how many.
+    static func backfill(_ db: Database, mailboxID: Int64?, limit: Int) throws -> Int {
         // The blob files sit beside the database file (see BlobLayout).
         let file = try Row.fetchAll(db, sql: "PRAGMA database_list").first { $0["name"] == "main" }?["file"] as String?
         let directory = URL(fileURLWithPath: file ?? ".").deletingLastPathComponent().path
         let files = BlobFiles(root: directory + "/" + BlobLayout.blobDirectoryName)
         var after = ""
-        while true {
+        var indexed = 0
+        while indexed < limit {
             let ids = try String.fetchAll(db, sql: """
                 SELECT id FROM blob WHERE id > ?
-                AND EXISTS (SELECT 1 FROM message WHERE message.blobID = blob.id)
+                AND EXISTS (SELECT 1 FROM message WHERE message.blobID = blob.id AND (?1 IS NULL OR message.mailboxID = ?1))
                 AND NOT EXISTS (SELECT 1 FROM fulltext_blob WHERE fulltext_blob.blobID = blob.id)
                 ORDER BY id LIMIT ?
-                """, arguments: [after, FullTextLimits.backfillBatch])
-            guard let last = ids.last else { return }
+                """.replacingOccurrences(of: "?1", with: mailboxID.map(String.init) ?? "NULL"),
+                arguments: [after, min(FullTextLimits.backfillBatch, limit - indexed)])
+            guard let last = ids.last else { return indexed }
             after = last
+            indexed += ids.count
             for id in ids {
                 guard let row = try Row.fetchOne(db, sql: "SELECT data, summary FROM blob WHERE id = ?", arguments: [id]) else {
                     continue
@@ -341,6 +349,7 @@ enum FullTextSchema {
                 try SQLiteMailStore.indexFullText(blobID: id, document, in: db)
             }
         }
+        return indexed
     }
 }
 
@@ -368,9 +377,24 @@ extension SQLiteMailStore {
     /// `text` needle (SEARCH TEXT), case-insensitively as substrings (see the top of this file).
     /// Nil when the index cannot answer: a message of the mailbox has no index row, or too many
     /// needles. Never reads a blob.
+    /// Indexes blobs delivered since the last pass, `FullTextLimits.backfillBatch` per write
+    /// transaction so that deliveries interleave; returns how many were indexed.
+    @discardableResult
+    public func indexPendingFullText(mailboxID: Int64? = nil, limit: Int = 10_000) async throws -> Int {
+        var total = 0
+        while total < limit {
+            let done = try await write { db in try FullTextSchema.backfill(db, mailboxID: mailboxID, limit: FullTextLimits.backfillBatch) }
+            total += done
+            if done < FullTextLimits.backfillBatch { break }
+        }
+        return total
+    }
+
     public func fullTextCandidates(mailboxID: Int64, body: [String], text: [String]) async throws -> Set<UInt32>? {
         guard body.count + text.count <= FullTextLimits.maxNeedles,
               !(body + text).contains(where: { $0.utf8.count > FullTextLimits.maxNeedleBytes }) else { return nil }
+        // Messages not indexed yet (delivered since the last background pass) are indexed now.
+        try await indexPendingFullText(mailboxID: mailboxID, limit: Int.max)
         let bodyNeedles = body.map(FullText.normalize)
         let textNeedles = text.map(FullText.normalize)
         return try await read { db in

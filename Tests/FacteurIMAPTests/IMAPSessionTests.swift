@@ -99,11 +99,11 @@ final class IMAPSessionTests: IMAPStoreTestCase {
     func testMailboxManagementAndList() async throws {
         var c = await loggedIn()
         // A new account has INBOX and the special-use mailboxes (the store makes them, subscribed).
-        do { let r = await c.send("a CREATE Projects/2026\r\n"); XCTAssertEqual(r, "a OK CREATE completed\r\n") }
+        do { let r = await c.send("a CREATE Projects/2026\r\n"); XCTAssertTrue(r.hasPrefix("a OK [MAILBOXID (M") && r.hasSuffix(")] CREATE completed\r\n"), r) }
         do { let r = await c.send("b CREATE Projects\r\n"); XCTAssertEqual(r, "b NO [ALREADYEXISTS] mailbox Projects already exists\r\n") }
-        do { let r = await c.send("c CREATE Important (USE (\\Flagged))\r\n"); XCTAssertEqual(r, "c OK CREATE completed\r\n") }
+        do { let r = await c.send("c CREATE Important (USE (\\Flagged))\r\n"); XCTAssertTrue(r.hasPrefix("c OK [MAILBOXID (M") && r.hasSuffix(")] CREATE completed\r\n"), r) }
         do { let r = await c.send("c2 CREATE Other (USE (\\Important))\r\n"); XCTAssertEqual(r, "c2 NO [USEATTR] Unsupported special-use attribute\r\n") }
-        do { let r = await c.send("d CREATE &ZeVnLIqe-\r\n"); XCTAssertEqual(r, "d OK CREATE completed\r\n") }
+        do { let r = await c.send("d CREATE &ZeVnLIqe-\r\n"); XCTAssertTrue(r.hasPrefix("d OK [MAILBOXID (M") && r.hasSuffix(")] CREATE completed\r\n"), r) }
         let all = lines(await c.send("e LIST \"\" *\r\n"))
         XCTAssertEqual(all.first, "* LIST (\\HasNoChildren) \"/\" INBOX")
         XCTAssertTrue(all.contains("* LIST (\\HasChildren) \"/\" Projects"), "\(all)")

@@ -204,6 +204,9 @@ final class FullTextTests: StoreTestCase {
         let result = try await deliver(bytes, to: [alice, bob])
         let aliceInbox = try await inbox(alice)
         let bobInbox = try await inbox(bob)
+        let pending = try await count("fulltext")
+        XCTAssertEqual(pending, 0, "delivery does not index (the single writer stays fast)")
+        try await store.indexPendingFullText()
         let rows = try await count("fulltext")
         XCTAssertEqual(rows, 1)
         let forAlice = try await body(aliceInbox, "same words")
@@ -226,15 +229,18 @@ final class FullTextTests: StoreTestCase {
         XCTAssertEqual(found, [uid])
     }
 
-    func testIndexCannotAnswerForAnUnindexedMessage() async throws {
+    func testAnUnindexedMessageIsIndexedByTheFirstSearch() async throws {
         let alice = try await account("alice@example.org")
         let inbox = try await inbox(alice)
-        _ = try await stored(crlf("Subject: x\n\nwords\n"), alice)
+        let uid = try await stored(crlf("Subject: x\n\nwords\n"), alice)
+        try await store.indexPendingFullText()
         try await store.pool.write { try $0.execute(sql: "DELETE FROM fulltext_blob") }
         let rows = try await count("fulltext")
         XCTAssertEqual(rows, 0, "the trigger removed the FTS row with its mapping")
         let answer = try await body(inbox, "words")
-        XCTAssertNil(answer, "nil: the caller must scan")
+        XCTAssertEqual(answer, [uid], "indexed on demand, then answered")
+        let after = try await count("fulltext")
+        XCTAssertEqual(after, 1)
     }
 
     func testMigrationBackfillsMessagesStoredBeforeIt() async throws {
@@ -270,6 +276,7 @@ final class FullTextTests: StoreTestCase {
         let inbox = try await inbox(alice)
         let keep = try await stored(crlf("Subject: keep\n\nkept words\n"), alice)
         let drop = try await stored(crlf("Subject: drop\n\ndropped words\n"), alice)
+        try await store.indexPendingFullText()
         try await store.expunge(mailboxID: inbox.id, uids: [drop])
         let removed = try await store.collectGarbage()
         XCTAssertEqual(removed, 1)
