@@ -386,9 +386,11 @@ struct StructureParser {
             } else {
                 part.parameters = [MIMEParameter(name: "charset", value: "us-ascii")]
             }
-        } else if part.parameters.isEmpty, ASCII.equalsIgnoringCase(part.type, "text") {
-            // RFC 2046 §4.1.2: text without a charset is US-ASCII. Written out, as IMAP servers do.
-            part.parameters = [MIMEParameter(name: "charset", value: "us-ascii")]
+        } else if ASCII.equalsIgnoringCase(part.type, "text"),
+                  !part.parameters.contains(where: { ASCII.equalsIgnoringCase($0.name, "charset") }) {
+            // RFC 2046 §4.1.2: text without a charset is US-ASCII, whatever other parameters it has
+            // (name=, format=). Written out after the others, as Dovecot does.
+            part.parameters.append(MIMEParameter(name: "charset", value: "us-ascii"))
         }
         return boundary
     }
