@@ -324,7 +324,10 @@ final class PostfixEndToEndTests: E2ETestCase {
 
     func testPostfixSendmailRelaysIntoAFacteurMailbox() throws {
         try startWorld()
-        let sendmail = try RequiredTool.path("sendmail")
+        // Postfix's own sendmail(1), wherever this installation put it (`-C` is Postfix's option).
+        let postconf = try RequiredTool.path("postconf")
+        let sendmail = try Subprocess.run(postconf, ["-h", "sendmail_path"]).stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertTrue(FileManager.default.isExecutableFile(atPath: sendmail), "postconf sendmail_path: \(sendmail)")
         let subject = "from-postfix-\(UUID().uuidString.prefix(8))"
         // sendmail(1) takes LF-terminated text, as a local program writes it.
         let text = """

@@ -201,6 +201,8 @@ def flush(args):
 
 
 def main():
+    # postfix(1) and postqueue(1) live in /usr/sbin, which a test runner's PATH may lack.
+    os.environ["PATH"] = os.environ.get("PATH", "/usr/bin:/bin") + ":/usr/sbin:/sbin"
     parser = argparse.ArgumentParser()
     parser.add_argument("action", choices=["start", "stop", "flush"])
     parser.add_argument("--dir", required=True)
