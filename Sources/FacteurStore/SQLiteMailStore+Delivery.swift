@@ -27,32 +27,55 @@ struct PendingDelivery: Sendable {
     var continuation: CheckedContinuation<DeliveryResult, any Error>
 }
 
+/// Another write that shares the group commit (queueing a message for outbound delivery):
+/// `work` runs inside the batch's transaction under its own savepoint, `finish` after the commit.
+final class GroupWriteJob: @unchecked Sendable {
+    let work: (Database) throws -> Void
+    let finish: ((any Error)?) -> Void
+    init(work: @escaping (Database) throws -> Void, finish: @escaping ((any Error)?) -> Void) {
+        self.work = work
+        self.finish = finish
+    }
+}
+
+enum PendingWrite: Sendable {
+    case delivery(PendingDelivery)
+    case job(GroupWriteJob)
+
+    func fail(_ error: any Error) {
+        switch self {
+        case .delivery(let pending): pending.continuation.resume(throwing: error)
+        case .job(let job): job.finish(error)
+        }
+    }
+}
+
 /// The group-commit queue. While a transaction runs, new deliveries wait here; the next
 /// transaction takes all of them (up to `StoreLimits.maxDeliveriesPerCommit`). Nothing sleeps:
 /// the batch is simply whatever arrived during the previous commit's fsync.
 final class DeliveryQueue: @unchecked Sendable {
     let dispatch = DispatchQueue(label: "facteur.store.group-commit")
     private let lock = NSLock()
-    private var pending: [PendingDelivery] = []
+    private var pending: [PendingWrite] = []
     private var running = false
     private var closed = false
 
-    /// Queues a delivery; true when the caller must start the drain loop.
-    func enqueue(_ delivery: PendingDelivery) -> Bool {
+    /// Queues a delivery (or another write); true when the caller must start the drain loop.
+    func enqueue(_ write: PendingWrite) -> Bool {
         lock.lock()
         defer { lock.unlock() }
         if closed {
-            delivery.continuation.resume(throwing: StoreError.writeFailed("the store is closed"))
+            write.fail(StoreError.writeFailed("the store is closed"))
             return false
         }
-        pending.append(delivery)
+        pending.append(write)
         if running { return false }
         running = true
         return true
     }
 
     /// The next batch, or nil (and the loop stops) when nothing waits.
-    func nextBatch() -> [PendingDelivery]? {
+    func nextBatch() -> [PendingWrite]? {
         lock.lock()
         defer { lock.unlock() }
         guard !pending.isEmpty else {
@@ -208,7 +231,7 @@ extension SQLiteMailStore {
 
         let ready = prepared
         return try await withCheckedThrowingContinuation { continuation in
-            if deliveryQueue.enqueue(PendingDelivery(delivery: ready, continuation: continuation)) {
+            if deliveryQueue.enqueue(.delivery(PendingDelivery(delivery: ready, continuation: continuation))) {
                 deliveryQueue.dispatch.async { self.drainDeliveries() }
             }
         }
@@ -256,14 +279,34 @@ extension SQLiteMailStore {
         }
     }
 
-    private func commit(_ batch: [PendingDelivery]) {
+    /// Runs `updates` inside the next group commit (one fsync shared with concurrent deliveries
+    /// and other group writes) and returns its result once committed.
+    func groupWrite<T: Sendable>(_ updates: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            let box = NIOLockedResult<T>()
+            let job = GroupWriteJob(work: { db in box.set(try updates(db)) }, finish: { error in
+                if let error { continuation.resume(throwing: error) } else if let value = box.get() {
+                    continuation.resume(returning: value)
+                } else {
+                    continuation.resume(throwing: StoreError.writeFailed("group write produced no result"))
+                }
+            })
+            if deliveryQueue.enqueue(.job(job)) {
+                deliveryQueue.dispatch.async { self.drainDeliveries() }
+            }
+        }
+    }
+
+    private func commit(_ batch: [PendingWrite]) {
         var results = [Result<DeliveryResult, any Error>](repeating: .failure(StoreError.writeFailed("not run")),
                                                            count: batch.count)
         var stored = 0
+        var deliveries = 0
         let fault = faultInjection.withLock { $0 }
         do {
             try pool.write { db in
                 stored = 0
+                deliveries = 0
                 var changes: [MailboxChange] = []
                 let savepoint = try db.cachedStatement(sql: "SAVEPOINT delivery")
                 let release = try db.cachedStatement(sql: "RELEASE delivery")
@@ -272,10 +315,17 @@ extension SQLiteMailStore {
                     var local: [MailboxChange] = []
                     try savepoint.execute()
                     do {
-                        let outcomes = try Self.store(pending.delivery, in: db, changes: &local)
-                        try fault?(pending.delivery.blobID)
+                        switch pending {
+                        case .delivery(let item):
+                            let outcomes = try Self.store(item.delivery, in: db, changes: &local)
+                            try fault?(item.delivery.blobID)
+                            results[index] = .success(DeliveryResult(outcomes: outcomes, blobID: item.delivery.blobID))
+                            deliveries += 1
+                        case .job(let job):
+                            try job.work(db)
+                            results[index] = .success(DeliveryResult(outcomes: [], blobID: ""))
+                        }
                         try release.execute()
-                        results[index] = .success(DeliveryResult(outcomes: outcomes, blobID: pending.delivery.blobID))
                         changes += local
                         stored += local.count
                     } catch {
@@ -296,17 +346,21 @@ extension SQLiteMailStore {
             }
             counters.withLock {
                 $0.commits += 1
-                $0.deliveries += batch.count
+                $0.deliveries += deliveries
                 $0.messagesStored += stored
             }
         } catch {
             // The transaction rolled back: nothing of this batch is visible.
             let failure = Self.storeError(error, writing: true)
-            logger.error("group commit of \(batch.count) deliveries failed: \(failure)")
+            logger.error("group commit of \(batch.count) writes failed: \(failure)")
             for index in results.indices { results[index] = .failure(failure) }
         }
         for (pending, result) in zip(batch, results) {
-            pending.continuation.resume(with: result)
+            switch pending {
+            case .delivery(let item): item.continuation.resume(with: result)
+            case .job(let job):
+                if case .failure(let error) = result { job.finish(error) } else { job.finish(nil) }
+            }
         }
     }
 
@@ -388,4 +442,12 @@ extension SQLiteMailStore {
         }
         return outcomes
     }
+}
+
+/// A value set inside a transaction and read after its commit.
+final class NIOLockedResult<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: T?
+    func set(_ newValue: T) { lock.withLock { value = newValue } }
+    func get() -> T? { lock.withLock { value } }
 }

@@ -271,7 +271,8 @@ extension SQLiteMailStore {
         let expires = created + times.lifetime
         let warnAt = times.delayWarning.map { created + $0 }
         let size = Int64(bytes.count)
-        let id: Int64 = try await write { db in
+        // In the group commit: concurrent submissions (and deliveries) share one fsync.
+        let id: Int64 = try await groupWrite { db in
             try db.execute(sql: "INSERT OR IGNORE INTO blob (id, size, data, summary, created) VALUES (?, ?, ?, ?, ?)",
                            arguments: [blobID, size, inline ? Data(bytes) : nil, Data(summary), created])
             try db.execute(sql: """

@@ -27,6 +27,28 @@ final class QueueStoreTests: XCTestCase {
                         message: .memory(bytes ?? message), envelopeID: "env-1", ret: .headers)
     }
 
+    /// Concurrent submissions share the group commit (one fsync for many), as deliveries do.
+    func testConcurrentEnqueuesShareCommits() async throws {
+        let store = self.store!
+        let before = store.stats.commits
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<64 {
+                group.addTask {
+                    _ = try await store.enqueue(QueueSubmission(
+                        sender: "a@example.org", recipients: [QueueRecipientInput(address: "r\(i)@example.com")],
+                        message: .memory(Array("Subject: \(i)\r\n\r\nbody \(i)\r\n".utf8))))
+                }
+            }
+            try await group.waitForAll()
+        }
+        let queued = try await store.queuedMessages()
+        XCTAssertEqual(queued.count, 64)
+        XCTAssertEqual(Set(queued.flatMap { $0.recipients.map(\.address) }).count, 64, "each submission kept its own rows")
+        let commits = store.stats.commits - before
+        XCTAssertGreaterThan(commits, 0)
+        XCTAssertLessThan(commits, 64, "several enqueues per transaction")
+    }
+
     func testEnqueueKeepsEnvelopeAndRecipientsPending() async throws {
         let now = Date(timeIntervalSince1970: 1_800_000_000)
         var input = submission(["b@example.org", "c@Example.COM"])
