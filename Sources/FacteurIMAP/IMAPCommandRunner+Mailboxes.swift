@@ -141,33 +141,41 @@ extension IMAPCommandRunner {
                 return
             }
             session.changeInbox.watch(accountID: account.id, mailboxID: mailbox.id)
-            let messages = try await store.messages(mailboxID: mailbox.id)
+            // Only the UIDs, the first unseen and the keywords: a 100,000-message mailbox must not
+            // load 100,000 records to answer SELECT. QRESYNC (RFC 7162 §3.2.5.1) is rare and needs
+            // each record's MODSEQ, numbered from the same snapshot, so it alone reads them all.
+            var resyncRecords: [MessageRecord] = []
+            let index: MailboxIndex
+            if qresync != nil {
+                resyncRecords = try await store.messages(mailboxID: mailbox.id)
+                index = MailboxIndex(records: resyncRecords)
+            } else {
+                index = try await store.mailboxIndex(mailboxID: mailbox.id)
+            }
             let selected = SelectedMailbox(id: mailbox.id, name: mailbox.name, readOnly: readOnly, uidValidity: mailbox.uidValidity,
                                            uidNext: mailbox.uidNext, highestModSeq: mailbox.highestModSeq,
-                                           uids: messages.map(\.uid))
-            var keywords = Set<String>()
-            var firstUnseen: Int?
-            for (i, m) in messages.enumerated() {
-                keywords.formUnion(m.keywords)
-                if firstUnseen == nil, !m.flags.contains(.seen) { firstUnseen = i + 1 }
-            }
-            let flagList = (["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"] + keywords.sorted()).joined(separator: " ")
-            await output.write(line("* \(messages.count) EXISTS"))
+                                           uids: index.uids)
+            let firstUnseen = index.firstUnseen
+            let flagList = (["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"] + index.keywords).joined(separator: " ")
+            // The untagged responses leave in one write: each write is a flush and a wait for it.
+            var head: [UInt8] = line("* \(index.uids.count) EXISTS")
             if !session.isIMAP4rev2 {
-                await output.write(line("* 0 RECENT"))
-                if let firstUnseen { await output.write(line("* OK [UNSEEN \(firstUnseen)] First unseen")) }
+                head += line("* 0 RECENT")
+                if let firstUnseen { head += line("* OK [UNSEEN \(firstUnseen)] First unseen") }
             }
-            await output.write(line("* FLAGS (\(flagList))"))
-            await output.write(line(readOnly ? "* OK [PERMANENTFLAGS ()] Read-only mailbox"
-                                             : "* OK [PERMANENTFLAGS (\(flagList) \\*)] Flags permitted"))
-            await output.write(line("* OK [UIDVALIDITY \(mailbox.uidValidity)] UIDs valid"))
-            await output.write(line("* OK [UIDNEXT \(mailbox.uidNext)] Predicted next UID"))
-            await output.write(line("* OK [MAILBOXID (\(IMAPObjectID.mailbox(mailbox)))] Ok"))
+            head += line("* FLAGS (\(flagList))")
+            head += line(readOnly ? "* OK [PERMANENTFLAGS ()] Read-only mailbox"
+                                  : "* OK [PERMANENTFLAGS (\(flagList) \\*)] Flags permitted")
+            head += line("* OK [UIDVALIDITY \(mailbox.uidValidity)] UIDs valid")
+            head += line("* OK [UIDNEXT \(mailbox.uidNext)] Predicted next UID")
+            head += line("* OK [MAILBOXID (\(IMAPObjectID.mailbox(mailbox)))] Ok")
             if session.enabled.contains("CONDSTORE") {
-                await output.write(line("* OK [HIGHESTMODSEQ \(mailbox.highestModSeq)] Highest"))
+                head += line("* OK [HIGHESTMODSEQ \(mailbox.highestModSeq)] Highest")
             }
             if let qresync {
-                try await quickResync(qresync, mailbox: selected, messages: messages, session: session, output: output)
+                await output.write(head)
+                head = []
+                try await quickResync(qresync, mailbox: selected, messages: resyncRecords, session: session, output: output)
             }
             if session.isIMAP4rev2 {
                 // RFC 9051 §6.3.2: the mailbox's LIST response, with its canonical name.
@@ -175,10 +183,11 @@ extension IMAPCommandRunner {
                 w.raw("* LIST () \"/\" ")
                 w.astring(session.encodeMailboxName(mailbox.name))
                 w.crlf()
-                await output.write(w.bytes)
+                head += w.bytes
             }
             session.didSelect(selected)
-            await output.write(line("\(tag) OK [\(readOnly ? "READ-ONLY" : "READ-WRITE")] \(readOnly ? "EXAMINE" : "SELECT") completed"))
+            head += line("\(tag) OK [\(readOnly ? "READ-ONLY" : "READ-WRITE")] \(readOnly ? "EXAMINE" : "SELECT") completed")
+            await output.write(head)
         } catch {
             session.changeInbox.watch(accountID: account.id, mailboxID: nil)
             await storeFailure(error, tag: tag, output: output)

@@ -30,36 +30,70 @@ extension IMAPCommandRunner {
             await enableCondStore(session: &session, output: output)
         }
         let condStore = session.condStoreEnabled
+        var pending: [UInt8] = []
         do {
             if modifiers.vanished, let since = modifiers.changedSince {
                 try await fetchVanished(set: set, since: since, session: session, output: output)
             }
-            for (msn, messageUID) in messages {
-                guard var record = try await store.message(mailboxID: selected.id, uid: messageUID) else { continue }
-                if let since = modifiers.changedSince, record.modSeq <= since { continue }
-                var attributes = attributes
-                if marksSeen, !record.flags.contains(.seen) {
-                    record.flags.insert(.seen)
-                    record.modSeq = try await store.setFlags(mailboxID: selected.id, uid: messageUID, flags: record.flags,
-                                                             keywords: record.keywords)
-                    session.ownFlagChanges.insert(.init(uid: messageUID, modSeq: record.modSeq))
-                    // RFC 9051 §6.4.5: the changed flags are reported (RFC 7162 §3.1.4.1: with MODSEQ).
-                    if !attributes.contains(.flags) { attributes.append(.flags) }
-                    if condStore, !attributes.contains(.modSeq) { attributes.append(.modSeq) }
-                    // RFC 7162 §3.1: ... and with the UID.
-                    if condStore, !attributes.contains(.uid) { attributes.insert(.uid, at: 0) }
+            // Records (and summaries) are read one batch of UIDs per query, and the rendered
+            // responses leave in chunks: FETCH 1:* of a 100,000-message mailbox neither makes
+            // 100,000 store calls nor builds one giant response; memory stays one batch.
+            var start = 0
+            while start < messages.count {
+                let end = min(start + Self.fetchBatchSize, messages.count)
+                let batch = messages[start..<end]
+                start = end
+                let records = try await store.messages(mailboxID: selected.id, uids: batch.map(\.uid))
+                var byUID: [UInt32: MessageRecord] = [:]
+                byUID.reserveCapacity(records.count)
+                for r in records { byUID[r.uid] = r }
+                var summaries: [Int64: MessageSummary] = [:]
+                if needsSummary {
+                    let wanted = records.filter { r in modifiers.changedSince.map { r.modSeq > $0 } ?? true }.map(\.id)
+                    summaries = try await store.summaries(messageIDs: wanted)
                 }
-                let summary = needsSummary ? try await store.summary(messageID: record.id) : nil
-                let bytes = needsBytes ? try await store.messageBytes(messageID: record.id) : nil
-                await output.write(IMAPFetchRenderer.render(
-                    msn: msn, record: record, summary: summary, bytes: bytes, attributes: attributes, includeUID: uid,
-                    includeModSeq: condStore && modifiers.changedSince != nil, utf8: session.utf8Accepted))
+                for (msn, messageUID) in batch {
+                    guard var record = byUID[messageUID] else { continue }
+                    if let since = modifiers.changedSince, record.modSeq <= since { continue }
+                    var attributes = attributes
+                    if marksSeen, !record.flags.contains(.seen) {
+                        record.flags.insert(.seen)
+                        record.modSeq = try await store.setFlags(mailboxID: selected.id, uid: messageUID, flags: record.flags,
+                                                                 keywords: record.keywords)
+                        session.ownFlagChanges.insert(.init(uid: messageUID, modSeq: record.modSeq))
+                        // RFC 9051 §6.4.5: the changed flags are reported (RFC 7162 §3.1.4.1: with MODSEQ).
+                        if !attributes.contains(.flags) { attributes.append(.flags) }
+                        if condStore, !attributes.contains(.modSeq) { attributes.append(.modSeq) }
+                        // RFC 7162 §3.1: ... and with the UID.
+                        if condStore, !attributes.contains(.uid) { attributes.insert(.uid, at: 0) }
+                    }
+                    let summary = needsSummary ? summaries[record.id] : nil
+                    let bytes = needsBytes ? try await store.messageBytes(messageID: record.id) : nil
+                    pending.append(contentsOf: IMAPFetchRenderer.render(
+                        msn: msn, record: record, summary: summary, bytes: bytes, attributes: attributes, includeUID: uid,
+                        includeModSeq: condStore && modifiers.changedSince != nil, utf8: session.utf8Accepted))
+                    if pending.count >= Self.fetchChunkBytes {
+                        await output.write(pending)
+                        // A big body must not pin its buffer for the rest of the command.
+                        pending.removeAll(keepingCapacity: pending.count <= 4 * Self.fetchChunkBytes)
+                    }
+                }
             }
+            if !pending.isEmpty { await output.write(pending) }
+            pending = []
             await finish(tag, "\(uid ? "UID FETCH" : "FETCH") completed", session: &session, output: output, expunges: uid)
         } catch {
+            // What was rendered (flags already set \Seen among it) still reaches the client.
+            if !pending.isEmpty { await output.write(pending) }
             await storeFailure(error, tag: tag, output: output)
         }
     }
+
+    /// UIDs whose records FETCH reads per store query.
+    static var fetchBatchSize: Int { storeQueryBatchSize }
+    /// Rendered FETCH responses are written once this many bytes are pending: one write per
+    /// few hundred small responses, while a big body still goes out on its own.
+    static var fetchChunkBytes: Int { 64 * 1024 }
 
     /// Resolves a sequence set (or `$`) against the selected mailbox.
     func resolve(_ set: SequenceSet, uid: Bool, session: IMAPSession) -> (messages: [(msn: Int, uid: UInt32)], invalid: Bool)? {

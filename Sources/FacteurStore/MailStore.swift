@@ -276,6 +276,15 @@ public protocol MailStore: Sendable {
     /// Removes messages; bumps MODSEQ; unreferenced blobs become garbage.
     func expunge(mailboxID: Int64, uids: [UInt32]) async throws
 
+    // Batched reads for IMAP on big mailboxes; defaults (per-message calls) and the SQLite
+    // versions are in SQLiteMailStore+IMAPQueries.swift.
+    /// UIDs, first unseen and keywords, without loading every record (SELECT, RFC 9051 §6.3.2).
+    func mailboxIndex(mailboxID: Int64) async throws -> MailboxIndex
+    /// The records with these UIDs, ascending; absent UIDs are skipped.
+    func messages(mailboxID: Int64, uids: [UInt32]) async throws -> [MessageRecord]
+    /// MIME summaries by message id; absent ids are left out.
+    func summaries(messageIDs: [Int64]) async throws -> [Int64: MessageSummary]
+
     /// Every change, as it commits.
     func changes() -> AsyncStream<MailboxChange>
 

@@ -1,0 +1,165 @@
+// Narrow and batched message queries for IMAP on big mailboxes: what SELECT needs (RFC 9051
+// §6.3.2: EXISTS, FLAGS, UNSEEN) without loading every MessageRecord, and FETCH's records and
+// MIME summaries read a batch of UIDs per query instead of one query per message (RFC 9051 §6.4.5).
+
+import FacteurMIME
+import Foundation
+import GRDB
+
+/// What SELECT/EXAMINE report about a mailbox's messages (RFC 9051 §6.3.2, §7.3.1, RFC 3501 §7.1 UNSEEN).
+public struct MailboxIndex: Sendable, Equatable {
+    /// Every UID, ascending: `uids[msn - 1]`.
+    public var uids: [UInt32]
+    /// Sequence number (1-based) of the first message without \Seen, if any.
+    public var firstUnseen: Int?
+    /// Keywords used by at least one message, sorted, without duplicates.
+    public var keywords: [String]
+
+    public init(uids: [UInt32], firstUnseen: Int?, keywords: [String]) {
+        self.uids = uids; self.firstUnseen = firstUnseen; self.keywords = keywords
+    }
+
+    /// The same figures from records already loaded (in UID order).
+    public init(records: [MessageRecord]) {
+        var keywords = Set<String>()
+        var firstUnseen: Int?
+        for (i, m) in records.enumerated() {
+            keywords.formUnion(m.keywords)
+            if firstUnseen == nil, !m.flags.contains(.seen) { firstUnseen = i + 1 }
+        }
+        self.init(uids: records.map(\.uid), firstUnseen: firstUnseen, keywords: keywords.sorted())
+    }
+}
+
+/// How many UIDs or ids one batched query binds: well under SQLite's host-parameter limit,
+/// and small enough that one batch of records stays a few hundred kilobytes.
+public let storeQueryBatchSize = 500
+
+// Defaults, so that every MailStore answers these through the per-message calls; SQLiteMailStore
+// overrides them with one query per batch.
+extension MailStore {
+    public func mailboxIndex(mailboxID: Int64) async throws -> MailboxIndex {
+        MailboxIndex(records: try await messages(mailboxID: mailboxID))
+    }
+
+    public func messages(mailboxID: Int64, uids: [UInt32]) async throws -> [MessageRecord] {
+        var out: [MessageRecord] = []
+        for uid in Set(uids).sorted() {
+            if let record = try await message(mailboxID: mailboxID, uid: uid) { out.append(record) }
+        }
+        return out
+    }
+
+    public func summaries(messageIDs: [Int64]) async throws -> [Int64: MessageSummary] {
+        var out: [Int64: MessageSummary] = [:]
+        for id in Set(messageIDs) {
+            if let summary = try await summary(messageID: id) { out[id] = summary }
+        }
+        return out
+    }
+}
+
+extension SQLiteMailStore {
+    /// Three narrow queries in one read transaction (one snapshot): the UIDs come from the
+    /// UNIQUE (mailboxID, uid) index alone, without touching the table rows.
+    public func mailboxIndex(mailboxID: Int64) async throws -> MailboxIndex {
+        try await read { db in
+            guard let count = try Int.fetchOne(db.cachedStatement(sql: "SELECT messageCount FROM mailbox WHERE id = ?"),
+                                               arguments: [mailboxID]) else {
+                throw StoreError.notFound("mailbox \(mailboxID)")
+            }
+            var uids: [UInt32] = []
+            uids.reserveCapacity(max(0, min(count, 10_000_000)))
+            let cursor = try Int64.fetchCursor(db.cachedStatement(sql: "SELECT uid FROM message WHERE mailboxID = ? ORDER BY uid"),
+                                               arguments: [mailboxID])
+            while let uid = try cursor.next() { uids.append(UInt32(truncatingIfNeeded: uid)) }
+
+            var firstUnseen: Int?
+            if let uid = try Int64.fetchOne(db.cachedStatement(sql: """
+                SELECT uid FROM message WHERE mailboxID = ? AND (flags & ?) = 0 ORDER BY uid LIMIT 1
+                """), arguments: [mailboxID, MessageFlags.seen.rawValue]) {
+                firstUnseen = Self.position(of: UInt32(truncatingIfNeeded: uid), in: uids).map { $0 + 1 }
+            }
+
+            var keywords = Set<String>()
+            let stored = try String.fetchCursor(db.cachedStatement(sql: """
+                SELECT DISTINCT keywords FROM message WHERE mailboxID = ? AND keywords <> ''
+                """), arguments: [mailboxID])
+            while let joined = try stored.next() { keywords.formUnion(StoreNames.splitKeywords(joined)) }
+            return MailboxIndex(uids: uids, firstUnseen: firstUnseen, keywords: keywords.sorted())
+        }
+    }
+
+    /// The records with these UIDs, ascending by UID; UIDs not in the mailbox are skipped.
+    /// One query per `storeQueryBatchSize` UIDs: a range scan when the batch is dense (the
+    /// usual FETCH 1:*), an IN list otherwise.
+    public func messages(mailboxID: Int64, uids: [UInt32]) async throws -> [MessageRecord] {
+        let sorted = Set(uids).sorted()
+        guard !sorted.isEmpty else { return [] }
+        var out: [MessageRecord] = []
+        out.reserveCapacity(sorted.count)
+        var start = 0
+        while start < sorted.count {
+            let end = min(start + storeQueryBatchSize, sorted.count)
+            let batch = Array(sorted[start..<end])
+            let records: [MessageRecord] = try await read { db in
+                guard let low = batch.first, let high = batch.last else { return [] }
+                // UInt64 arithmetic: the span of two UInt32 never overflows it.
+                let span = UInt64(high) - UInt64(low) + 1
+                if span <= UInt64(batch.count) * 2 {
+                    let wanted = Set(batch)
+                    return try Row.fetchAll(db.cachedStatement(sql: """
+                        SELECT \(Self.messageColumns) FROM message WHERE mailboxID = ? AND uid BETWEEN ? AND ? ORDER BY uid
+                        """), arguments: [mailboxID, Int64(low), Int64(high)])
+                        .map(Self.messageRecord).filter { wanted.contains($0.uid) }
+                }
+                let marks = Array(repeating: "?", count: batch.count).joined(separator: ",")
+                var arguments: [any DatabaseValueConvertible] = [mailboxID]
+                arguments.append(contentsOf: batch.map { Int64($0) })
+                return try Row.fetchAll(db.makeStatement(sql: """
+                    SELECT \(Self.messageColumns) FROM message WHERE mailboxID = ? AND uid IN (\(marks)) ORDER BY uid
+                    """), arguments: StatementArguments(arguments)).map(Self.messageRecord)
+            }
+            out.append(contentsOf: records)
+            start = end
+        }
+        return out
+    }
+
+    /// The MIME summaries of these messages, by message id (absent ids are left out).
+    public func summaries(messageIDs: [Int64]) async throws -> [Int64: MessageSummary] {
+        let ids = Array(Set(messageIDs))
+        var out: [Int64: MessageSummary] = [:]
+        var start = 0
+        while start < ids.count {
+            let end = min(start + storeQueryBatchSize, ids.count)
+            let batch = Array(ids[start..<end])
+            let rows: [(Int64, Data)] = try await read { db in
+                let marks = Array(repeating: "?", count: batch.count).joined(separator: ",")
+                return try Row.fetchAll(db.makeStatement(sql: """
+                    SELECT message.id, blob.summary FROM message JOIN blob ON blob.id = message.blobID WHERE message.id IN (\(marks))
+                    """), arguments: StatementArguments(batch)).map { ($0[0], $0[1]) }
+            }
+            for (id, encoded) in rows {
+                do {
+                    out[id] = try SummaryCodec.decode([UInt8](encoded))
+                } catch {
+                    throw StoreError.invalid("summary of message \(id) is unreadable: \(error)")
+                }
+            }
+            start = end
+        }
+        return out
+    }
+
+    /// Binary search in ascending UIDs.
+    static func position(of uid: UInt32, in uids: [UInt32]) -> Int? {
+        var low = 0, high = uids.count - 1
+        while low <= high {
+            let mid = low + (high - low) / 2
+            if uids[mid] == uid { return mid }
+            if uids[mid] < uid { low = mid + 1 } else { high = mid - 1 }
+        }
+        return nil
+    }
+}
