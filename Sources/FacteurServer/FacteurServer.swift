@@ -176,11 +176,9 @@ public enum FacteurServer {
     static func reportIngestor(store: SQLiteMailStore, configuration: ServerConfiguration, logger: Logger) async throws -> DMARCReportIngestor? {
         guard configuration.mailAuth.dmarcReports, var address = configuration.mailAuth.dmarcReportAddress else { return nil }
         if !address.contains("@") { address += "@\(configuration.primaryDomain)" }
-        if try await store.account(address: address) == nil, try await store.resolveRecipient(address) != .unknownUser {
-            // An alias already takes that address: the operator routes reports elsewhere.
-            return nil
-        }
         if try await store.account(address: address) == nil {
+            // An alias already takes that address: the operator routes reports elsewhere.
+            guard try await store.resolveRecipient(address) == .unknownUser else { return nil }
             let credentials = try Credentials.make(password: FirstStart.randomPassword())
             _ = try await store.addAccount(address: address, credentials: credentials, quota: .unlimited, isAdmin: false)
             logger.notice("created the DMARC report account", metadata: ["address": "\(address)"])
