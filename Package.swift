@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
         .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // RFC 5322 / MIME parsing. No NIO, no store.
@@ -84,10 +85,31 @@ let package = Package(
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // ACME (RFC 8555): certificates that obtain and renew themselves; HTTP-01 and TLS-ALPN-01
+        // (RFC 8737) challenges, ACME Renewal Information (RFC 9773).
+        .target(name: "FacteurACME", dependencies: [
+            "FacteurNet",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "X509", package: "swift-certificates"),
+            .product(name: "SwiftASN1", package: "swift-asn1"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // HTTP listeners. The public one: MTA-STS policy (RFC 8461 §3.2), ACME HTTP-01 answers.
+        .target(name: "FacteurAdmin", dependencies: [
+            "FacteurNet",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Composition root: config, store, listeners, lifecycle.
         .target(name: "FacteurServer", dependencies: [
             "FacteurNet", "FacteurStore", "FacteurIdentity", "FacteurSMTP", "FacteurPOP3", "FacteurIMAP", "FacteurMIME", "FacteurQueue", "FacteurDNS",
-            "FacteurMailAuth",
+            "FacteurMailAuth", "FacteurACME", "FacteurAdmin",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -104,6 +126,9 @@ let package = Package(
             .product(name: "NIOTLS", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "X509", package: "swift-certificates"),
+            .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "facteur", dependencies: [
@@ -172,6 +197,19 @@ let package = Package(
             .product(name: "_CryptoExtras", package: "swift-crypto"),
             .product(name: "Yams", package: "Yams"),
         ], resources: [.copy("Fixtures")]),
+        .testTarget(name: "FacteurACMETests", dependencies: [
+            "FacteurACME", "FacteurNet", "FacteurTestSupport",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "X509", package: "swift-certificates"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        ]),
+        .testTarget(name: "FacteurAdminTests", dependencies: [
+            "FacteurAdmin", "FacteurNet", "FacteurTestSupport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         .testTarget(name: "FacteurEndToEndTests", dependencies: ["FacteurStore", "FacteurTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

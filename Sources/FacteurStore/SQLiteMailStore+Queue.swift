@@ -67,6 +67,19 @@ public struct DSNNotify: OptionSet, Sendable, Hashable, Codable {
     }
 }
 
+/// What a message itself demands of the TLS that carries it onward, beyond the destination's
+/// own policy (MTA-STS, DANE, configuration).
+public enum MessageTLSDemand: String, Sendable, Codable, CaseIterable {
+    /// The destination's policy decides (opportunistic STARTTLS unless it asks for more).
+    case standard
+    /// RFC 8689 REQUIRETLS: only over TLS with a verified certificate (MTA-STS or DANE), on every
+    /// hop; never downgrade, bounce instead, and pass REQUIRETLS on to the next hop.
+    case requireTLS
+    /// RFC 8689 §4 `TLS-Required: No` header, or RFC 8460 §3 TLS reports: deliver even when the
+    /// destination's TLS policy fails (falling back to unverified TLS or plaintext).
+    case policyExempt
+}
+
 /// One recipient as handed to `enqueue`.
 public struct QueueRecipientInput: Sendable, Equatable {
     /// `local@domain`; the domain decides the route.
@@ -97,10 +110,14 @@ public struct QueueSubmission: Sendable {
     /// CRLF-terminated header lines put before `message` (our Received: trace, submission's
     /// added Date:/Message-ID:), stored as part of the queued bytes.
     public var headerPrefix: [UInt8]
+    /// REQUIRETLS or `TLS-Required: No` (RFC 8689).
+    public var tlsDemand: MessageTLSDemand
     public init(sender: String, recipients: [QueueRecipientInput], message: MessageData, envelopeID: String? = nil,
-                ret: DSNReturn? = nil, requiresSMTPUTF8: Bool = false, account: String? = nil, headerPrefix: [UInt8] = []) {
+                ret: DSNReturn? = nil, requiresSMTPUTF8: Bool = false, account: String? = nil, headerPrefix: [UInt8] = [],
+                tlsDemand: MessageTLSDemand = .standard) {
         self.sender = sender; self.recipients = recipients; self.message = message; self.envelopeID = envelopeID
         self.ret = ret; self.requiresSMTPUTF8 = requiresSMTPUTF8; self.account = account; self.headerPrefix = headerPrefix
+        self.tlsDemand = tlsDemand
     }
 }
 
@@ -149,6 +166,8 @@ public struct QueuedMessage: Sendable, Equatable, Codable {
     /// When the delay warning is due; nil once sent or when none is wanted.
     public var warnAt: Date?
     public var recipients: [QueuedRecipient]
+    /// REQUIRETLS or `TLS-Required: No` (RFC 8689), as submitted.
+    public var tlsDemand: MessageTLSDemand = .standard
 }
 
 /// Recipients of one message and one domain that a worker now holds.
@@ -219,6 +238,14 @@ enum QueueSchema {
             CREATE INDEX queue_recipient_due ON queue_recipient(state, nextAttempt);
             """)
     }
+
+    /// Registered after v5: the message's own TLS demand (RFC 8689 REQUIRETLS, TLS-Required: No).
+    static func v6(_ db: Database) throws {
+        try db.execute(sql: """
+            ALTER TABLE queue_message ADD COLUMN tlsDemand TEXT NOT NULL DEFAULT 'standard'
+                CHECK (tlsDemand IN ('standard', 'requireTLS', 'policyExempt'));
+            """)
+    }
 }
 
 // MARK: - Store operations
@@ -276,10 +303,11 @@ extension SQLiteMailStore {
             try db.execute(sql: "INSERT OR IGNORE INTO blob (id, size, data, summary, created) VALUES (?, ?, ?, ?, ?)",
                            arguments: [blobID, size, inline ? Data(bytes) : nil, Data(summary), created])
             try db.execute(sql: """
-                INSERT INTO queue_message (blobID, size, sender, envid, ret, smtputf8, eightBit, account, created, expires, warnAt)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO queue_message (blobID, size, sender, envid, ret, smtputf8, eightBit, account, created, expires, warnAt,
+                                           tlsDemand)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [blobID, size, submission.sender, submission.envelopeID, submission.ret?.rawValue,
-                                 utf8, eightBit, submission.account, created, expires, warnAt])
+                                 utf8, eightBit, submission.account, created, expires, warnAt, submission.tlsDemand.rawValue])
             let messageID = db.lastInsertedRowID
             let insert = try db.cachedStatement(sql: """
                 INSERT INTO queue_recipient (messageID, address, domain, orcpt, notify, state, nextAttempt)
@@ -496,7 +524,7 @@ extension SQLiteMailStore {
 
     // MARK: Rows
 
-    static let queueMessageColumns = "id, blobID, size, sender, envid, ret, smtputf8, eightBit, account, created, expires, warnAt"
+    static let queueMessageColumns = "id, blobID, size, sender, envid, ret, smtputf8, eightBit, account, created, expires, warnAt, tlsDemand"
     static let queueRecipientColumns = """
         id, address, domain, orcpt, notify, state, attempts, nextAttempt, lastAttempt, lastReply, remoteHost, reported
         """
@@ -507,11 +535,13 @@ extension SQLiteMailStore {
                                           arguments: [id]).map(queuedRecipient)
         let ret: String? = row[5]
         let warnAt: Double? = row[11]
+        let tlsDemand: String = row[12]
         return QueuedMessage(id: id, blobID: row[1], size: row[2], sender: row[3], envelopeID: row[4],
                              ret: ret.flatMap(DSNReturn.init(rawValue:)), requiresSMTPUTF8: row[6], has8BitData: row[7],
                              account: row[8], created: Date(timeIntervalSince1970: row[9]),
                              expires: Date(timeIntervalSince1970: row[10]),
-                             warnAt: warnAt.map { Date(timeIntervalSince1970: $0) }, recipients: recipients)
+                             warnAt: warnAt.map { Date(timeIntervalSince1970: $0) }, recipients: recipients,
+                             tlsDemand: MessageTLSDemand(rawValue: tlsDemand) ?? .standard)
     }
 
     static func queuedRecipient(_ row: Row) -> QueuedRecipient {

@@ -13,6 +13,8 @@ enum SQLiteSchema {
         migrator.registerMigration("v3-dmarc", migrate: DMARCSchema.v3)
         migrator.registerMigration("v4-alias-forward", migrate: v4AliasForward)
         migrator.registerMigration("v5-fulltext", migrate: FullTextSchema.v5)
+        migrator.registerMigration("v6-queue-tls-demand", migrate: QueueSchema.v6)
+        // Reserved for work in progress: "v7-tls-report" (TLS-RPT results), "v8-mta-sts" (policy cache).
         return migrator
     }
 
