@@ -138,7 +138,12 @@ enum MIMEValueParser {
         let t = token(b, &i)
         guard !t.isEmpty else { return nil }
         skipCFWS(b, &i)
-        if i < b.count { log.add("Content-Transfer-Encoding has extra text after \"\(String(decoding: t, as: UTF8.self))\"") }
+        if i < b.count {
+            // `8 bit` is not a mechanism: treat the field as invalid, so the default (7bit) applies, rather
+            // than report a token that is neither the field's value nor the default.
+            log.add("Content-Transfer-Encoding has extra text after \"\(String(decoding: t, as: UTF8.self))\"")
+            return nil
+        }
         return String(decoding: t, as: UTF8.self)
     }
 
@@ -267,7 +272,7 @@ enum MIMEValueParser {
                     log.add("text after a quoted MIME parameter value")
                 }
             } else {
-                value = unquotedValue(b, &i)
+                value = unquotedValue(b, &i, log: &log)
             }
             if out.count < MIMELimits.maxParameters {
                 out.append(RawParameter(name: name, value: value))
@@ -279,13 +284,20 @@ enum MIMEValueParser {
         return out
     }
 
-    /// An unquoted value runs to the next ";". Whitespace-separated chunks are joined with one space;
-    /// a chunk opening with "(" is a comment and is dropped (RFC 2045 allows comments there).
-    private static func unquotedValue(_ b: [UInt8], _ i: inout Int) -> [UInt8] {
+    /// An unquoted value runs to the next ";". Whitespace-separated chunks are joined with one space
+    /// (`name=My File.pdf`, as readers do); a chunk opening with "(" is a comment and is dropped (RFC 2045
+    /// allows comments there). A chunk that is itself `attribute=…` means a ";" is missing (RFC 2046
+    /// §5.2.3.7's own example): the value ends before it and the broken parameter is dropped, as Dovecot does.
+    private static func unquotedValue(_ b: [UInt8], _ i: inout Int, log: inout DefectLog) -> [UInt8] {
         var out: [UInt8] = []
         let n = b.count
         var needSpace = false
         while i < n, b[i] != ASCII.semicolon {
+            if needSpace, startsParameter(b, at: i) {
+                log.add("MIME parameter value followed by another parameter without \";\"")
+                while i < n, b[i] != ASCII.semicolon { i += 1 }
+                break
+            }
             let c = b[i]
             if ASCII.isWhitespace(c) {
                 needSpace = !out.isEmpty
@@ -303,6 +315,13 @@ enum MIMEValueParser {
             needSpace = false
         }
         return out
+    }
+
+    /// `token "="` at `i`: the start of a parameter.
+    private static func startsParameter(_ b: [UInt8], at start: Int) -> Bool {
+        var i = start
+        while i < b.count, ASCII.isTokenChar(b[i]) || b[i] == ASCII.asterisk { i += 1 }
+        return i > start && i < b.count && b[i] == ASCII.equals
     }
 
     // MARK: RFC 2231

@@ -219,6 +219,9 @@ final class StructureTests: XCTestCase {
         let twice = MessageSummary(parsing: Array("Content-Type: text/html\r\nContent-Type: image/png\r\nContent-Transfer-Encoding:\r\n\r\n".utf8))
         XCTAssertEqual(twice.body.mimeType, "text/html")
         XCTAssertEqual(twice.body.encoding, "7BIT")
+        // `8 bit` is no mechanism: the field is invalid and the default applies (Dovecot agrees), not "8".
+        let spaced = MessageSummary(parsing: Array("Content-Transfer-Encoding: 8 bit\r\n\r\nx\r\n".utf8))
+        XCTAssertEqual(spaced.body.encoding, "7BIT")
     }
 
     /// RFC 6532 §3.7: message/global encapsulates a message as message/rfc822 does; other message/* do not.
