@@ -370,9 +370,9 @@ struct AddressParser {
             }
             return nil
         }
-        // One word alone (`To: root`): the UW-IMAP convention, which Dovecot keeps, reads it as a local
+        // One atom alone (`To: root`): the UW-IMAP convention, which Dovecot keeps, reads it as a local
         // mailbox name without a domain, so clients find it where they look for the address.
-        if phrase.count == 1 {
+        if phrase.count == 1, phrase[0].kind == .atom {
             log.add("address without \"@\": \"\(AddressParser.joinLocalPart(phrase))\"")
             return .mailbox(MailAddress(localPart: AddressParser.joinLocalPart(phrase), domain: nil, comment: commentString()))
         }
