@@ -68,6 +68,7 @@ final class TLSServerHelloObserver: ChannelOutboundHandler, RemovableChannelHand
     private static let enough = 5 + 4 + 2 + 32 + 1 + 32 + 2
     private var seen: [UInt8] = []
     private var done = false
+    private var removed = false
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         guard !done else { return context.write(data, promise: promise) }
@@ -84,8 +85,8 @@ final class TLSServerHelloObserver: ChannelOutboundHandler, RemovableChannelHand
     private func inspect(context: ChannelHandlerContext) {
         switch Self.cipherSuite(inServerHello: seen) {
         case .some(.some(let suite)):
-            finish(context: context)
             context.fireUserInboundEventTriggered(TLSCipherSelectedEvent(cipherSuite: suite))
+            finish(context: context)
         case .some(.none):
             finish(context: context)   // not a ServerHello (an alert): nothing to report
         case .none:
@@ -93,10 +94,19 @@ final class TLSServerHelloObserver: ChannelOutboundHandler, RemovableChannelHand
         }
     }
 
+    func flush(context: ChannelHandlerContext) {
+        context.flush()
+        // Leave only here: removing the handler inside `write` would drop the flush of a
+        // writeAndFlush that is still on its way through this context.
+        if done, !removed {
+            removed = true
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        }
+    }
+
     private func finish(context: ChannelHandlerContext) {
         done = true
         seen = []
-        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 
     /// nil: need more bytes; .some(nil): not a ServerHello; .some(suite): the chosen suite.
