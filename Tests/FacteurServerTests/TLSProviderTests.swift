@@ -2,7 +2,9 @@
 // reload without restart, SNI, the TLS 1.2+/AEAD policy, key/certificate matching, the
 // TLS-ALPN-01 hook (RFC 8737) and the version/cipher report (RFC 8314 §4.3).
 
-import FacteurNet
+@testable import FacteurNet
+@testable import FacteurServer
+@testable import FacteurSMTP
 import Foundation
 import NIOCore
 import NIOPosix
@@ -174,6 +176,71 @@ final class TLSProviderTests: XCTestCase {
                                                          privateKeyPEM: try TLSProvider.makeSelfSigned(hostnames: ["y"]).key))
     }
 
+    func testOpenSSLClientSeesTheChallengeCertificateOnlyWithAcmeTLS1() throws {
+        guard let openssl = ["/usr/bin/openssl", "/usr/local/bin/openssl"].first(where: FileManager.default.isExecutableFile) else {
+            throw XCTSkip("openssl is not installed")
+        }
+        let provider = try TLSProvider(defaultCertificate: try writePair("main", hostname: "mail.example.org"))
+        let (challengeCertificate, challengeKey) = try TLSProvider.makeSelfSigned(hostnames: ["challenge-cert.example"])
+        try provider.challenges.set(host: "mail.example.org", certificateChainPEM: challengeCertificate, privateKeyPEM: challengeKey)
+        try withServer(provider) { port in
+            let challenge = try run(openssl, ["s_client", "-connect", "127.0.0.1:\(port)", "-alpn", "acme-tls/1",
+                                              "-servername", "mail.example.org"])
+            XCTAssertTrue(challenge.contains("CN = challenge-cert.example"), challenge)
+            XCTAssertTrue(challenge.contains("ALPN protocol: acme-tls/1"), challenge)
+            let normal = try run(openssl, ["s_client", "-connect", "127.0.0.1:\(port)", "-servername", "mail.example.org"])
+            XCTAssertTrue(normal.contains("CN = mail.example.org"), normal)
+            XCTAssertFalse(normal.contains("challenge-cert"), normal)
+            XCTAssertTrue(normal.contains("No ALPN negotiated"), normal)
+        }
+    }
+
+    // MARK: Received header and configuration
+
+    func testReceivedHeaderRecordsTLSVersionAndCipher() {
+        var transaction = SMTPTransaction(id: "ABC123", sender: nil, recipients: [], heloName: "client.example",
+                                          clientAddress: "192.0.2.1", receivedProtocol: "ESMTPS", size: 10)
+        transaction.tls = TLSConnectionInfo(version: "TLSv1.3", cipher: "TLS_AES_128_GCM_SHA256").description
+        let received = String(decoding: TraceHeaders.received(transaction: transaction, recipient: nil, hostname: "mx.example.org",
+                                                              date: Date(timeIntervalSince1970: 1_796_000_000)), as: UTF8.self)
+        XCTAssertEqual(received, """
+        Received: from client.example ([192.0.2.1])\r
+        \t(using TLSv1.3 with cipher TLS_AES_128_GCM_SHA256)\r
+        \tby mx.example.org (Facteur) with ESMTPS id ABC123; Mon, 30 Nov 2026 00:53:20 +0000\r
+
+        """)
+        transaction.tls = nil
+        XCTAssertFalse(String(decoding: TraceHeaders.received(transaction: transaction, recipient: nil, hostname: "mx", date: Date()),
+                              as: UTF8.self).contains("using"))
+    }
+
+    func testSessionCarriesTheTLSDescriptionIntoTheTransaction() {
+        var session = SMTPSession(configuration: SMTPSessionConfiguration(hostname: "mx.example.org", tlsAvailable: true),
+                                  clientAddress: "192.0.2.1")
+        _ = session.start()
+        _ = session.tlsEstablished(description: "TLSv1.2 with cipher TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256")
+        XCTAssertTrue(session.tlsActive)
+        XCTAssertEqual(session.tlsDescription, "TLSv1.2 with cipher TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256")
+    }
+
+    func testCipherNamesAndServerHelloReading() {
+        XCTAssertEqual(TLSConnectionInfo.cipherName(0x1301), "TLS_AES_128_GCM_SHA256")
+        XCTAssertEqual(TLSConnectionInfo.cipherName(0xC02F), "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256")
+        XCTAssertEqual(TLSConnectionInfo.cipherName(0x0A), "0x000A")
+        // record header, server_hello, version, random, empty session id, suite 0x1302
+        let hello: [UInt8] = [22, 3, 3, 0, 60, 2, 0, 0, 56, 3, 3] + Array(repeating: 7, count: 32) + [0, 0x13, 0x02, 0]
+        XCTAssertEqual(TLSServerHelloObserver.cipherSuite(inServerHello: hello), .some(.some(0x1302)))
+        XCTAssertEqual(TLSServerHelloObserver.cipherSuite(inServerHello: Array(hello.prefix(20))), .none)
+        XCTAssertEqual(TLSServerHelloObserver.cipherSuite(inServerHello: [21, 3, 3, 0, 2, 2, 70, 0, 0]), .some(.none), "an alert")
+    }
+
+    func testReloadIntervalIsConfigurable() throws {
+        let configuration = try ServerConfiguration.parse("[tls]\nreload_interval = 2\n", file: "test.toml")
+        XCTAssertEqual(configuration.tlsReloadIntervalSeconds, 2)
+        XCTAssertEqual(ServerConfiguration().tlsReloadIntervalSeconds, 5)
+        XCTAssertThrowsError(try ServerConfiguration.parse("[tls]\nreload_interval = 0\n", file: "test.toml"))
+    }
+
     // MARK: ClientHello parser (hostile input)
 
     func testClientHelloParserReadsSNIAndALPNFromARealClientHello() throws {
@@ -319,6 +386,20 @@ final class TLSProviderTests: XCTestCase {
         }
         defer { timeout.cancel(); channel.close(promise: nil) }
         return try done.futureResult.wait()
+    }
+
+    private func run(_ executable: String, _ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        process.standardInput = FileHandle(forReadingAtPath: "/dev/null")
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: data, as: UTF8.self)
     }
 
     private func plaintextExchange(port: Int, send text: String) throws -> String {
