@@ -26,14 +26,16 @@ public enum TLSServerPipeline {
     /// - Parameters:
     ///   - provider: where the context for this connection comes from (read once, after the ClientHello).
     ///   - challenges: TLS-ALPN-01 certificates; defaults to the provider's.
+    ///   - clientHelloTimeout: how long a client may stay silent before it is dropped.
     ///   - addApplicationHandlers: adds the protocol's handlers behind TLS. Called at most once,
     ///     after the ClientHello, and not at all for ACME challenge connections.
     public static func configureSync(
         channel: any Channel, provider: any TLSContextSource, challenges: ACMEChallengeCertificates? = nil,
+        clientHelloTimeout: TimeAmount = TLSServerPipeline.clientHelloTimeout,
         addApplicationHandlers: @escaping (ChannelPipeline.SynchronousOperations) throws -> Void
     ) throws {
         let sniffer = TLSClientHelloSniffer(provider: provider, challenges: challenges ?? provider.acmeChallenges,
-                                            addApplicationHandlers: addApplicationHandlers)
+                                            timeout: clientHelloTimeout, addApplicationHandlers: addApplicationHandlers)
         try channel.pipeline.syncOperations.addHandler(sniffer)
     }
 
@@ -66,13 +68,15 @@ final class TLSClientHelloSniffer: ChannelInboundHandler, RemovableChannelHandle
     private let challenges: ACMEChallengeCertificates?
     private var addApplicationHandlers: ((ChannelPipeline.SynchronousOperations) throws -> Void)?
     private var buffered: ByteBuffer?
+    private let timeoutAmount: TimeAmount
     private var timeout: Scheduled<Void>?
     private var decided = false
 
-    init(provider: any TLSContextSource, challenges: ACMEChallengeCertificates?,
+    init(provider: any TLSContextSource, challenges: ACMEChallengeCertificates?, timeout: TimeAmount,
          addApplicationHandlers: @escaping (ChannelPipeline.SynchronousOperations) throws -> Void) {
         self.provider = provider
         self.challenges = challenges
+        self.timeoutAmount = timeout
         self.addApplicationHandlers = addApplicationHandlers
     }
 
@@ -117,7 +121,7 @@ final class TLSClientHelloSniffer: ChannelInboundHandler, RemovableChannelHandle
 
     private func armTimeout(context: ChannelHandlerContext) {
         guard timeout == nil, !decided else { return }
-        timeout = context.eventLoop.assumeIsolated().scheduleTask(in: TLSServerPipeline.clientHelloTimeout) {
+        timeout = context.eventLoop.assumeIsolated().scheduleTask(in: timeoutAmount) {
             context.close(promise: nil)
         }
     }

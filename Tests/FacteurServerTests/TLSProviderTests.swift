@@ -294,6 +294,25 @@ final class TLSProviderTests: XCTestCase {
         }
     }
 
+    func testClientThatSendsNoClientHelloIsDroppedAfterTheTimeout() throws {
+        let provider = try TLSProvider(defaultCertificate: try writePair("main", hostname: "mx.example"))
+        let server = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try TLSServerPipeline.configureSync(channel: channel, provider: provider, clientHelloTimeout: .milliseconds(200)) { pipeline in
+                        try pipeline.addHandler(Greeter())
+                    }
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).wait()
+        defer { try? server.close().wait() }
+        let started = Date()
+        // Half a record header, then silence: the server must hang up on its own.
+        let reply = try plaintextExchange(port: server.localAddress!.port!, send: "\u{16}\u{03}", wait: .seconds(5))
+        XCTAssertEqual(reply, "")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 3, "dropped by the ClientHello timeout, not by the test's")
+    }
+
     // MARK: Helpers
 
     private func writePair(_ name: String, hostname: String) throws -> CertificateFiles {
@@ -402,7 +421,7 @@ final class TLSProviderTests: XCTestCase {
         return String(decoding: data, as: UTF8.self)
     }
 
-    private func plaintextExchange(port: Int, send text: String) throws -> String {
+    private func plaintextExchange(port: Int, send text: String, wait: TimeAmount = .seconds(5)) throws -> String {
         let group = MultiThreadedEventLoopGroup.singleton
         let captured = group.any().makePromise(of: [UInt8].self)
         let channel = try ClientBootstrap(group: group)
@@ -414,7 +433,7 @@ final class TLSProviderTests: XCTestCase {
             .connect(host: "127.0.0.1", port: port).wait()
         defer { channel.close(promise: nil) }
         try channel.writeAndFlush(ByteBuffer(string: text)).wait()
-        let timeout = channel.eventLoop.scheduleTask(in: .seconds(5)) { captured.succeed([]) }
+        let timeout = channel.eventLoop.scheduleTask(in: wait) { captured.succeed(Array("timeout".utf8)) }
         defer { timeout.cancel() }
         return String(decoding: try captured.futureResult.wait(), as: UTF8.self)
     }
