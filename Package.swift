@@ -190,7 +190,14 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "_CryptoExtras", package: "swift-crypto"),
         ], resources: [.copy("Fixtures")]),
-        .testTarget(name: "FacteurServerTests", dependencies: ["FacteurServer", "FacteurQueue"]),
+        .testTarget(name: "FacteurServerTests", dependencies: [
+            "FacteurServer", "FacteurQueue", "FacteurNet",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOTLS", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "X509", package: "swift-certificates"),
+        ]),
         .testTarget(name: "FacteurMailAuthTests", dependencies: [
             "FacteurMailAuth", "FacteurDNS", "FacteurMIME", "FacteurTestSupport",
             .product(name: "Crypto", package: "swift-crypto"),
