@@ -33,7 +33,8 @@ public enum FacteurServer {
 
         let store = try SQLiteMailStore(directory: data, logger: logger)
         try await FirstStart.ensureDefaults(store: store, configuration: configuration)
-        let sslContext = try makeTLS(configuration: configuration, logger: logger)
+        // ACME (PublicWeb.swift): its certificate, once obtained, is every listener's default.
+        let sslContext = try makeTLS(configuration: PublicWeb.certificateOverride(configuration), logger: logger)
 
         // Outbound delivery: MX lookups through the system's resolvers, durable queue in the store.
         let resolver = DNSClient(configuration: try dnsConfiguration(configuration), logger: logger)
@@ -72,9 +73,16 @@ public enum FacteurServer {
             submissionRateLimiter: SubmissionRateLimiter(limits: .init(messagesPerHour: configuration.submissionMessagesPerHour,
                                                                       recipientsPerHour: configuration.submissionRecipientsPerHour)),
             spoolDirectory: spool, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+        // Public web (http/https: MTA-STS policy, ACME HTTP-01) and the ACME certificate service.
+        let publicWeb = try await PublicWeb.make(configuration: configuration, store: store, sslContext: sslContext, logger: logger)
         var listeners: [RunningListener] = []
         for listener in configuration.listeners {
-            let running = try await start(listener, context: context)
+            let running: RunningListener
+            if let web = try await publicWeb.start(listener, group: context.group) {
+                running = web
+            } else {
+                running = try await start(listener, context: context)
+            }
             listeners.append(running)
             let host = running.address?.ipAddress ?? listener.address
             let shown = host.contains(":") ? "[\(host)]" : host
@@ -84,7 +92,8 @@ public enum FacteurServer {
         let service = ListenersService(listeners: listeners, store: store, queue: queue, reporting: reporting,
                                        grace: .seconds(configuration.shutdownGraceSeconds), logger: logger)
         let serviceGroup = ServiceGroup(configuration: .init(
-            services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
+            services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup),
+                       .init(service: publicWeb.service(store: store), successTerminationBehavior: .ignore)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await serviceGroup.run()
