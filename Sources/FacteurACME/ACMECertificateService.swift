@@ -40,7 +40,7 @@ public struct ACMECertificateConfiguration: Sendable {
 }
 
 public actor ACMECertificateService {
-    public let configuration: ACMECertificateConfiguration
+    public nonisolated let configuration: ACMECertificateConfiguration
     private let http01: (any HTTP01ChallengeResponder)?
     private let tlsALPN: (any TLSALPNChallengeResponder)?
     private let onCertificate: @Sendable (CertificateFiles) async -> Void

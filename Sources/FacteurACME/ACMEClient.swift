@@ -55,8 +55,8 @@ public struct ACMERenewalInfo: Sendable, Equatable {
 }
 
 public actor ACMEClient {
-    public let configuration: ACMEClientConfiguration
-    public let accountKey: ACMEAccountKey
+    public nonisolated let configuration: ACMEClientConfiguration
+    public nonisolated let accountKey: ACMEAccountKey
     private let http: HTTPClient
     private let logger: Logger
     private var directory: ACMEDirectory?
@@ -236,7 +236,11 @@ public actor ACMEClient {
     /// RFC 9773 §4.1: base64url(AKI keyIdentifier) "." base64url(serial number DER content).
     public static func renewalCertID(_ certificate: Certificate) -> String? {
         guard let aki = try? certificate.extensions.authorityKeyIdentifier, let keyID = aki.keyIdentifier else { return nil }
-        return "\(Base64URL.encode(keyID)).\(Base64URL.encode(certificate.serialNumber.bytes))"
+        // The DER INTEGER's content octets: a serial whose top bit is set gets its leading zero
+        // back (swift-certificates keeps the magnitude only).
+        var serial = Array(certificate.serialNumber.bytes)
+        if let first = serial.first, first & 0x80 != 0 { serial.insert(0, at: 0) }
+        return "\(Base64URL.encode(keyID)).\(Base64URL.encode(serial))"
     }
 
     /// RFC 9773 §4.2: an unauthenticated GET of <renewalInfo>/<certID>.

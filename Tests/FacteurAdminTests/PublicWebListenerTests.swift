@@ -15,10 +15,14 @@ final class PublicWebListenerTests: XCTestCase {
     private func withListener(tls: Bool = false, limits: PublicWebLimits = .init(),
                               _ body: (Int, PublicWebRouter) async throws -> Void) async throws {
         let router = PublicWebRouter(policy: policy, domains: ["example.org"])
-        let tlsContext = tls ? try Self.tlsContext() : nil
+        var provider: (@Sendable () -> NIOSSLContext)?
+        if tls {
+            let context = try Self.tlsContext()
+            provider = { context }
+        }
         let listener = try await PublicWebListener.bind(
             configuration: .init(host: "127.0.0.1", port: 0, limits: limits), router: router,
-            tlsContext: tlsContext.map { ctx in { ctx } }, group: MultiThreadedEventLoopGroup.singleton,
+            tlsContext: provider, group: MultiThreadedEventLoopGroup.singleton,
             logger: Logger(label: "test"))
         do {
             try await body(try XCTUnwrap(listener.localAddress?.port), router)
