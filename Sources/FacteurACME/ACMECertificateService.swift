@@ -48,6 +48,8 @@ public actor ACMECertificateService {
     private var client: ACMEClient?
     /// RFC 9773 §4.2: the time picked in the suggested window, kept while the window stays.
     private var ariChoice: (certID: String, info: ACMERenewalInfo, date: Date, nextCheck: Date)?
+    /// Issuance attempts that failed since the last success (logs and tests).
+    public private(set) var consecutiveFailures = 0
 
     /// - Parameter onCertificate: called after a new certificate is on disk (the TLS provider's reload).
     public init(configuration: ACMECertificateConfiguration, http01: (any HTTP01ChallengeResponder)?,
@@ -74,7 +76,12 @@ public actor ACMECertificateService {
             do {
                 try await obtain(replacing: current)
                 backoff = configuration.retryInitial
+                consecutiveFailures = 0
+            } catch is CancellationError {
+                break
             } catch {
+                if Task.isCancelled { break }
+                consecutiveFailures += 1
                 logger.error("ACME: could not obtain a certificate; the current one stays in use", metadata: [
                     "domains": "\(configuration.domains.joined(separator: ","))", "error": "\(error)",
                     "retry_in": "\(backoff)",
@@ -144,6 +151,9 @@ public actor ACMECertificateService {
         let domains = configuration.domains
         var order = try await client.newOrder(domains: domains, replaces: current.flatMap(ACMEClient.renewalCertID))
         logger.info("ACME: order placed", metadata: ["domains": "\(domains.joined(separator: ","))", "status": "\(order.status)"])
+        guard order.authorizations.count <= min(configuration.client.maxAuthorizations, domains.count) else {
+            throw ACMEError("the CA asks for \(order.authorizations.count) authorizations for \(domains.count) names")
+        }
         for authorizationURL in order.authorizations {
             try await authorize(authorizationURL, client: client)
         }

@@ -30,6 +30,9 @@ public struct ACMEClientConfiguration: Sendable {
     public var trustRootsPEMFile: String?
     public var maxResponseBytes = 1 << 20
     public var requestTimeout: TimeAmount = .seconds(30)
+    public var connectTimeout: TimeAmount = .seconds(10)
+    /// An order never needs more authorizations than this (one per name; refuse a hostile CA's list).
+    public var maxAuthorizations = 100
     /// How long an authorization or order may stay pending before we give up.
     public var pollingDeadline: Duration = .seconds(180)
 
@@ -73,7 +76,7 @@ public actor ACMEClient {
             tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(path))
         }
         var http = HTTPClient.Configuration(tlsConfiguration: tls, redirectConfiguration: .disallow,
-                                            timeout: .init(connect: .seconds(10), read: configuration.requestTimeout))
+                                            timeout: .init(connect: configuration.connectTimeout, read: configuration.requestTimeout))
         http.connectionPool.idleTimeout = .seconds(10)
         self.http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: http)
     }

@@ -84,8 +84,10 @@ final class ARITests: XCTestCase {
         XCTAssertEqual(again, due)
 
         // Without ARI (a certificate whose CA is gone): two thirds of the lifetime.
+        var offlineClient = ACMEClientConfiguration(directoryURL: "http://127.0.0.1:1/dir")
+        offlineClient.connectTimeout = .milliseconds(300)
         let offline = ACMECertificateService(
-            configuration: .init(client: .init(directoryURL: "http://127.0.0.1:1/dir"), domains: ["mail.example.org"],
+            configuration: .init(client: offlineClient, domains: ["mail.example.org"],
                                  challenge: .http01, accountDirectory: data.path, certificateDirectory: data.path),
             http01: nil, tlsALPN: nil, logger: Logger(label: "ari")) { _ in }
         let fallback = await offline.renewalDate(for: certificate)

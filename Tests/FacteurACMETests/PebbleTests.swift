@@ -64,6 +64,7 @@ final class PebbleTests: XCTestCase {
                                              trustRootsPEMFile: pebble.trustRootsPath)
         client.pollingDeadline = .seconds(60)
         client.requestTimeout = .seconds(5)
+        client.connectTimeout = .milliseconds(500)
         var configuration = ACMECertificateConfiguration(
             client: client, domains: names + (extraName.map { [$0] } ?? []), challenge: .tlsALPN01,
             accountDirectory: data.appendingPathComponent("acme").path,
@@ -131,9 +132,15 @@ final class PebbleTests: XCTestCase {
             XCTFail("an unreachable CA cannot issue")
         } catch {}
         let loop = Task { await unreachable.run() }
-        try await Task.sleep(for: .milliseconds(900))
+        // Backoff 0.2 s, 0.4 s, …: several attempts within a few seconds, none of them fatal.
+        let started = ContinuousClock.now
+        while await unreachable.consecutiveFailures < 2, ContinuousClock.now - started < .seconds(20) {
+            try await Task.sleep(for: .milliseconds(100))
+        }
         loop.cancel()
         await loop.value
+        let failures = await unreachable.consecutiveFailures
+        XCTAssertGreaterThanOrEqual(failures, 2, "the loop retries after a failure")
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: files.certificatePath)), before)
         XCTAssertEqual(reloads.withLockedValue { $0 }, 2)
         await responder.stop()
