@@ -137,5 +137,15 @@ final class ACMEEndToEndTests: E2ETestCase {
         let records = try server.cli(["dns", "records", "acme.test", "--config", config.path]).stdoutText
         XCTAssertTrue(records.contains("_25._tcp.mail.acme.test. 3600 IN TLSA 3 1 1 \(digest)"), records)
         XCTAssertTrue(records.contains("_mta-sts.acme.test. 3600 IN TXT \"v=STSv1; id="), records)
+
+        // After a restart every TLS listener (here SMTP STARTTLS) starts with the ACME
+        // certificate, and no new order is placed for a certificate that is not due.
+        XCTAssertEqual(server.stop(), 0)
+        server = try FacteurProcess(dataDir: dataDir, listen: ["smtp=127.0.0.1:0", "http=127.0.0.1:\(httpPort)"], config: config)
+        let smtp = try Subprocess.run(openssl, ["s_client", "-connect", "127.0.0.1:\(server.smtpPort)", "-starttls", "smtp"],
+                                      stdin: Data(), timeout: 20).stdoutText
+        XCTAssertEqual(try fingerprint(smtp), expected)
+        Thread.sleep(forTimeInterval: 1)
+        XCTAssertFalse(server.logText.contains("ACME: order placed"), server.logExcerpt)
     }
 }
