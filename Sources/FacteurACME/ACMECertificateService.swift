@@ -110,6 +110,8 @@ public actor ACMECertificateService {
     /// suggested window when the CA offers one; otherwise when a third of the lifetime remains.
     public func renewalDate(for certificate: Certificate?) async -> Date {
         guard let certificate else { return .distantPast }
+        // A self-signed stand-in (written until the CA's first certificate) is replaced at once.
+        if certificate.issuer == certificate.subject { return .distantPast }
         let names = Set(((try? certificate.extensions.subjectAlternativeNames) ?? nil)?.compactMap { name -> String? in
             if case .dnsName(let dns) = name { return dns.lowercased() } else { return nil }
         } ?? [])

@@ -35,10 +35,11 @@ public final class PublicWebListener: Sendable {
 
     public var localAddress: SocketAddress? { channel.localAddress }
 
-    /// - Parameter tlsContext: nil for plain HTTP; for HTTPS, asked for the current context at
-    ///   each connection, so that a renewed certificate is served without a restart.
+    /// - Parameter tlsContext: nil for plain HTTP; for HTTPS, FacteurNet's shared TLS pipeline
+    ///   asks it for the current context at each connection (renewed certificates apply at once)
+    ///   and answers TLS-ALPN-01 challenges from its challenge table.
     public static func bind(configuration: Configuration, router: PublicWebRouter,
-                            tlsContext: (@Sendable () -> NIOSSLContext)?,
+                            tlsContext: (any TLSContextSource)?,
                             group: any EventLoopGroup, logger: Logger) async throws -> PublicWebListener {
         let limits = configuration.limits
         let limiter = ConnectionLimiter(maxConnections: limits.maxConnections, maxPerAddress: limits.maxConnectionsPerAddress)
@@ -54,23 +55,23 @@ public final class PublicWebListener: Sendable {
                         throw PublicWebError.tooManyConnections
                     }
                     channel.closeFuture.whenComplete { _ in limiter.release(address: address) }
-                    let sync = channel.pipeline.syncOperations
-                    if let tlsContext { try addTLS(to: sync, context: tlsContext()) }
-                    try sync.addHandler(RequestHeadLimiter(maxBytes: limits.maxRequestHeadBytes))
-                    try sync.addHandler(HTTPResponseEncoder())
-                    try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
-                    try sync.addHandler(PublicWebHandler(router: router, secure: secure, deadline: limits.connectionDeadline,
-                                                         logger: logger))
+                    let addHTTP = { (sync: ChannelPipeline.SynchronousOperations) throws in
+                        try sync.addHandler(RequestHeadLimiter(maxBytes: limits.maxRequestHeadBytes))
+                        try sync.addHandler(HTTPResponseEncoder())
+                        try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
+                        try sync.addHandler(PublicWebHandler(router: router, secure: secure, deadline: limits.connectionDeadline,
+                                                             logger: logger))
+                    }
+                    if let tlsContext {
+                        // RFC 8461 §3.3: HTTPS; the pipeline is FacteurNet's, shared by every implicit-TLS listener.
+                        try TLSServerPipeline.configureSync(channel: channel, provider: tlsContext, addApplicationHandlers: addHTTP)
+                    } else {
+                        try addHTTP(channel.pipeline.syncOperations)
+                    }
                 }
             }
         let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
         return PublicWebListener(channel: channel)
-    }
-
-    /// The one place where HTTPS puts TLS in front of HTTP (RFC 8461 §3.3 needs HTTPS with a
-    /// valid certificate): swap for FacteurNet's shared implicit-TLS pipeline when it lands.
-    static func addTLS(to pipeline: ChannelPipeline.SynchronousOperations, context: NIOSSLContext) throws {
-        try pipeline.addHandler(NIOSSLServerHandler(context: context))
     }
 
     public func shutdown() async {

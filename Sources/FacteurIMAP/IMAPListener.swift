@@ -43,7 +43,7 @@ public final class IMAPListener: Sendable {
     /// Binds the socket and starts accepting. `sslContext` enables STARTTLS, or implicit TLS when
     /// `configuration.implicitTLS` is set.
     public static func bind(configuration: Configuration, store: any MailStore, authenticator: Authenticator,
-                            sslContext: NIOSSLContext?, group: any EventLoopGroup, logger: Logger,
+                            sslContext: (any TLSContextSource)?, group: any EventLoopGroup, logger: Logger,
                             accountLimiter: AccountConnectionLimiter? = nil) async throws -> IMAPListener {
         let runner = IMAPCommandRunner(store: store, authenticator: authenticator, accountLimiter: accountLimiter)
         let session = IMAPSessionConfiguration(hostname: configuration.hostname, tlsAvailable: sslContext != nil,

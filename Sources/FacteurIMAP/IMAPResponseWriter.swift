@@ -116,14 +116,16 @@ public struct IMAPResponseWriter: Sendable {
     /// `extensible`: BODYSTRUCTURE (with extension data) rather than BODY.
     public mutating func bodyStructure(_ part: BodyPart, extensible: Bool, depth: Int = 0) {
         // The stored structure's depth is bounded by FacteurMIME's limits; this guards anyway.
-        guard depth < 100 else { return raw("(\"text\" \"plain\" NIL NIL NIL \"7bit\" 0 0)") }
+        guard depth < 100 else { return raw("(\"text\" \"plain\" NIL NIL NIL \"7BIT\" 0 0)") }
         if part.isMultipart {
             // body-type-mpart = 1*body SP media-subtype [SP body-ext-mpart]
             raw("(")
             if part.children.isEmpty {
                 // A multipart without parts cannot be written (1*body): like Dovecot, write one
-                // empty text/plain part.
-                raw("(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0)")
+                // empty text/plain part, with extension data like every other part of the answer.
+                raw("(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7BIT\" 0 0")
+                if extensible { raw(" NIL NIL NIL NIL") }
+                raw(")")
             }
             for child in part.children { bodyStructure(child, extensible: extensible, depth: depth + 1) }
             space()

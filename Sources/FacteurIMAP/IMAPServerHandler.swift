@@ -33,7 +33,7 @@ public final class IMAPServerHandler: ChannelDuplexHandler, DrainableSession, @u
     private let configuration: IMAPSessionConfiguration
     private let allowPlaintextOnLoopback: Bool
     private let runner: IMAPCommandRunner
-    private let sslContext: NIOSSLContext?
+    private let sslContext: (any TLSContextSource)?
     private let limiter: ConnectionLimiter?
     private let registry: ConnectionRegistry?
     private let logger: Logger
@@ -57,7 +57,7 @@ public final class IMAPServerHandler: ChannelDuplexHandler, DrainableSession, @u
     private var feedTask: Task<Void, Never>?
 
     public init(configuration: IMAPSessionConfiguration, allowPlaintextOnLoopback: Bool, runner: IMAPCommandRunner,
-                sslContext: NIOSSLContext?, limiter: ConnectionLimiter?, registry: ConnectionRegistry?, logger: Logger) {
+                sslContext: (any TLSContextSource)?, limiter: ConnectionLimiter?, registry: ConnectionRegistry?, logger: Logger) {
         self.configuration = configuration
         self.allowPlaintextOnLoopback = allowPlaintextOnLoopback
         self.runner = runner
@@ -316,7 +316,7 @@ public final class IMAPServerHandler: ChannelDuplexHandler, DrainableSession, @u
         // Anything the client sent after STARTTLS in the clear is thrown away, never executed.
         framer.discardBuffered()
         do {
-            try context.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext), position: .first)
+            try TLSServerPipeline.startTLS(context: context, provider: sslContext)
         } catch {
             logger.error("could not start TLS", metadata: ["error": "\(error)"])
             closing = true

@@ -59,11 +59,25 @@ extension Array where Element == MIMEParameter {
     public func value(named name: String) -> String? {
         first { ASCII.equalsIgnoringCase($0.name, name) }?.value
     }
+
+    /// Parameters as written (what a `BodyPart` keeps, and IMAP reports) with RFC 2231 continuations
+    /// joined and `name*` values decoded (what a reader wants).
+    public var rfc2231Decoded: [MIMEParameter] {
+        guard contains(where: { $0.name.utf8.contains(ASCII.asterisk) }) else { return self }
+        var log = DefectLog()
+        return MIMEValueParser.decodeParameters(map { RawParameter(name: [UInt8]($0.name.utf8), value: [UInt8]($0.value.utf8)) },
+                                                log: &log)
+    }
+}
+
+extension ContentDisposition {
+    /// The value of parameter `name` (any case), RFC 2231-decoded, or nil.
+    public func decodedParameter(_ name: String) -> String? { parameters.rfc2231Decoded.value(named: name) }
 }
 
 extension BodyPart {
-    /// The value of Content-Type parameter `name` (any case), or nil.
-    public func parameter(_ name: String) -> String? { parameters.value(named: name) }
+    /// The value of Content-Type parameter `name` (any case), RFC 2231-decoded, or nil.
+    public func parameter(_ name: String) -> String? { parameters.rfc2231Decoded.value(named: name) }
 
     /// `type/subtype` in lowercase.
     public var mimeType: String { ASCII.lowercased(type + "/" + subtype) }
@@ -77,7 +91,7 @@ extension BodyPart {
     /// The attachment's file name: Content-Disposition `filename`, else Content-Type `name` (RFC 2183 §2.3),
     /// with RFC 2047 encoded words decoded (not standard in parameters, but what mailers write).
     public var fileName: String? {
-        guard let raw = disposition?.parameter("filename") ?? parameter("name") else { return nil }
+        guard let raw = disposition?.decodedParameter("filename") ?? parameter("name") else { return nil }
         return EncodedWords.decode(raw)
     }
 }
@@ -138,7 +152,12 @@ enum MIMEValueParser {
         let t = token(b, &i)
         guard !t.isEmpty else { return nil }
         skipCFWS(b, &i)
-        if i < b.count { log.add("Content-Transfer-Encoding has extra text after \"\(String(decoding: t, as: UTF8.self))\"") }
+        if i < b.count {
+            // `8 bit` is not a mechanism: treat the field as invalid, so the default (7bit) applies, rather
+            // than report a token that is neither the field's value nor the default.
+            log.add("Content-Transfer-Encoding has extra text after \"\(String(decoding: t, as: UTF8.self))\"")
+            return nil
+        }
         return String(decoding: t, as: UTF8.self)
     }
 
@@ -267,7 +286,7 @@ enum MIMEValueParser {
                     log.add("text after a quoted MIME parameter value")
                 }
             } else {
-                value = unquotedValue(b, &i)
+                value = unquotedValue(b, &i, log: &log)
             }
             if out.count < MIMELimits.maxParameters {
                 out.append(RawParameter(name: name, value: value))
@@ -279,13 +298,20 @@ enum MIMEValueParser {
         return out
     }
 
-    /// An unquoted value runs to the next ";". Whitespace-separated chunks are joined with one space;
-    /// a chunk opening with "(" is a comment and is dropped (RFC 2045 allows comments there).
-    private static func unquotedValue(_ b: [UInt8], _ i: inout Int) -> [UInt8] {
+    /// An unquoted value runs to the next ";". Whitespace-separated chunks are joined with one space
+    /// (`name=My File.pdf`, as readers do); a chunk opening with "(" is a comment and is dropped (RFC 2045
+    /// allows comments there). A chunk that is itself `attribute=…` means a ";" is missing (RFC 2046
+    /// §5.2.3.7's own example): the value ends before it and the broken parameter is dropped, as Dovecot does.
+    private static func unquotedValue(_ b: [UInt8], _ i: inout Int, log: inout DefectLog) -> [UInt8] {
         var out: [UInt8] = []
         let n = b.count
         var needSpace = false
         while i < n, b[i] != ASCII.semicolon {
+            if needSpace, startsParameter(b, at: i) {
+                log.add("MIME parameter value followed by another parameter without \";\"")
+                while i < n, b[i] != ASCII.semicolon { i += 1 }
+                break
+            }
             let c = b[i]
             if ASCII.isWhitespace(c) {
                 needSpace = !out.isEmpty
@@ -303,6 +329,63 @@ enum MIMEValueParser {
             needSpace = false
         }
         return out
+    }
+
+    /// `token "="` at `i`: the start of a parameter.
+    private static func startsParameter(_ b: [UInt8], at start: Int) -> Bool {
+        var i = start
+        while i < b.count, ASCII.isTokenChar(b[i]) || b[i] == ASCII.asterisk { i += 1 }
+        return i > start && i < b.count && b[i] == ASCII.equals
+    }
+
+    /// Parameters as written, for a `BodyPart`: RFC 9051 §7.5.2 reports "attribute/value pairs" of the
+    /// field without RFC 2231 decoding (clients decode `name*` themselves, keeping its charset and
+    /// language). RFC 2231 §3 continuations (`name*0*`, `name*1*`, …) are one value cut in pieces, so
+    /// they are joined in section order, still encoded, under `name*` (`name` when no section is
+    /// extended), as Dovecot does. Repeated names are dropped (the first wins, as in `decodeParameters`).
+    static func writtenParameters(_ raw: [RawParameter]) -> [MIMEParameter] {
+        struct Pending { var slot: Int; var extended: Bool; var sections: [(Int, [UInt8])] }
+        var out: [MIMEParameter] = []
+        var seen = Set<String>()
+        var continued: [String: Pending] = [:]
+        for p in raw {
+            if let section = continuationSection(p.name) {
+                let key = ASCII.lowercased(section.base)
+                if var pending = continued[key] {
+                    guard pending.sections.count < MIMELimits.maxParameters,
+                          !pending.sections.contains(where: { $0.0 == section.index }) else { continue }
+                    pending.extended = pending.extended || section.extended
+                    pending.sections.append((section.index, p.value))
+                    continued[key] = pending
+                } else if seen.insert(key).inserted {
+                    continued[key] = Pending(slot: out.count, extended: section.extended, sections: [(section.index, p.value)])
+                    out.append(MIMEParameter(name: section.base, value: ""))
+                }
+                continue
+            }
+            let name = String(decoding: p.name, as: UTF8.self)
+            var key = ASCII.lowercased(name)
+            if key.hasSuffix("*") { key.removeLast() }
+            guard seen.insert(key).inserted else { continue }
+            out.append(MIMEParameter(name: name, value: Charset.decodeUTF8OrWindows1252(p.value)))
+        }
+        for (_, pending) in continued {
+            let joined = pending.sections.sorted { $0.0 < $1.0 }.flatMap(\.1)
+            out[pending.slot].value = Charset.decodeUTF8OrWindows1252(joined)
+            if pending.extended { out[pending.slot].name += "*" }
+        }
+        return out
+    }
+
+    /// `base*N` or `base*N*` (RFC 2231 §3, §4.1): the base name, the section number, whether extended.
+    private static func continuationSection(_ name: [UInt8]) -> (base: String, index: Int, extended: Bool)? {
+        guard let star = name.firstIndex(of: ASCII.asterisk), star > 0 else { return nil }
+        var digits = name[(star + 1)...]
+        let extended = digits.last == ASCII.asterisk
+        if extended { digits = digits.dropLast() }
+        guard !digits.isEmpty, digits.count <= 3, digits.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+              let index = Int(String(decoding: digits, as: UTF8.self)) else { return nil }
+        return (String(decoding: name[..<star], as: UTF8.self), index, extended)
     }
 
     // MARK: RFC 2231

@@ -370,8 +370,14 @@ struct AddressParser {
             }
             return nil
         }
-        // Words alone ("undisclosed-recipients", "John Doe"): no address at all. Dovecot keeps the words as
-        // the name and fills in MISSING_MAILBOX / MISSING_DOMAIN; we do the same.
+        // One atom alone (`To: root`): the UW-IMAP convention, which Dovecot keeps, reads it as a local
+        // mailbox name without a domain, so clients find it where they look for the address.
+        if phrase.count == 1, phrase[0].kind == .atom {
+            log.add("address without \"@\": \"\(AddressParser.joinLocalPart(phrase))\"")
+            return .mailbox(MailAddress(localPart: AddressParser.joinLocalPart(phrase), domain: nil, comment: commentString()))
+        }
+        // Several words ("John Doe"): no address at all. Dovecot keeps the words as the name and fills in
+        // MISSING_MAILBOX / MISSING_DOMAIN; we do the same.
         log.add("address without \"@\": \"\(AddressParser.joinPhrase(phrase))\"")
         let raw = AddressParser.joinPhrase(phrase)
         return .mailbox(MailAddress(displayName: EncodedWords.decode(raw), rawDisplayName: raw, localPart: "", domain: nil,

@@ -342,10 +342,10 @@ struct StructureParser {
                 if let ct = MIMEValueParser.parseContentType(v, log: &log) {
                     part.type = ct.type
                     part.subtype = ct.subtype
-                    part.parameters = MIMEValueParser.decodeParameters(ct.parameters, log: &log)
+                    part.parameters = MIMEValueParser.writtenParameters(ct.parameters)
                     if let raw = ct.parameters.first(where: { ASCII.equalsIgnoringCase($0.name, "boundary") }) {
                         boundary = raw.value
-                    } else if let decoded = part.parameters.value(named: "boundary") {
+                    } else if let decoded = MIMEValueParser.decodeParameters(ct.parameters, log: &log).value(named: "boundary") {
                         boundary = Array(decoded.utf8)  // given RFC 2231-style (boundary*0=…)
                     }
                 } else {
@@ -367,7 +367,7 @@ struct StructureParser {
             case .contentDisposition:
                 if part.disposition == nil, let d = MIMEValueParser.parseDisposition(value(f), log: &log) {
                     part.disposition = ContentDisposition(type: d.type,
-                                                          parameters: MIMEValueParser.decodeParameters(d.parameters, log: &log))
+                                                          parameters: MIMEValueParser.writtenParameters(d.parameters))
                 }
             case .contentLanguage:
                 let l = MIMEValueParser.parseLanguageList(value(f))

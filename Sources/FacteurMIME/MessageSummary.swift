@@ -52,7 +52,8 @@ public struct EnvelopeAddress: Codable, Sendable, Equatable {
     }
 }
 
-/// A MIME parameter (`charset=utf-8`), RFC 2231 continuations and charsets already decoded.
+/// A MIME parameter (`charset=utf-8`). In a `BodyPart`, as written in the field (RFC 2231 `name*`
+/// and `name*0` kept apart and undecoded, as IMAP reports them); `rfc2231Decoded` decodes a list.
 public struct MIMEParameter: Codable, Sendable, Equatable {
     public var name: String
     public var value: String

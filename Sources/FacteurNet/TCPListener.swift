@@ -5,7 +5,6 @@
 import Logging
 import NIOCore
 import NIOPosix
-import NIOSSL
 
 public final class TCPListener: Sendable {
     public struct Configuration: Sendable {
@@ -38,7 +37,9 @@ public final class TCPListener: Sendable {
     public var localAddress: SocketAddress? { channel.localAddress }
     public var activeSessions: Int { registry.count }
 
-    public static func bind(configuration: Configuration, sslContext: NIOSSLContext?, group: any EventLoopGroup,
+    /// `sslContext` is read anew for every connection (see `TLSProvider`), so reloaded
+    /// certificates apply to the next connection.
+    public static func bind(configuration: Configuration, sslContext: (any TLSContextSource)?, group: any EventLoopGroup,
                             makeHandler: @escaping @Sendable (ConnectionContext) -> any ChannelHandler) async throws -> TCPListener {
         let registry = ConnectionRegistry()
         let connection = ConnectionContext(
@@ -52,9 +53,13 @@ public final class TCPListener: Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if configuration.implicitTLS, let sslContext {
-                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
+                        // The protocol handler goes in once the ClientHello has chosen the certificate.
+                        try TLSServerPipeline.configureSync(channel: channel, provider: sslContext) { pipeline in
+                            try pipeline.addHandler(makeHandler(connection))
+                        }
+                    } else {
+                        try channel.pipeline.syncOperations.addHandler(makeHandler(connection))
                     }
-                    try channel.pipeline.syncOperations.addHandler(makeHandler(connection))
                 }
             }
         let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()

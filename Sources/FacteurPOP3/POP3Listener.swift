@@ -36,7 +36,7 @@ public final class POP3Listener: Sendable {
     /// Binds the socket and starts accepting. `sslContext` enables STLS, or implicit TLS when
     /// `configuration.session.implicitTLS` is set.
     public static func bind(configuration: Configuration, backend: any POP3Backend, authenticator: Authenticator,
-                            sslContext: NIOSSLContext?, group: any EventLoopGroup, logger: Logger) async throws -> POP3Listener {
+                            sslContext: (any TLSContextSource)?, group: any EventLoopGroup, logger: Logger) async throws -> POP3Listener {
         let listener = try await TCPListener.bind(
             configuration: .init(host: configuration.host, port: configuration.port, implicitTLS: configuration.session.implicitTLS,
                                  maxConnections: configuration.maxConnections,

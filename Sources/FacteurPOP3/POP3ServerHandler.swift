@@ -49,7 +49,7 @@ public final class POP3ServerHandler: ChannelDuplexHandler, DrainableSession, @u
     private let limits: POP3ServerLimits
     private let backend: any POP3Backend
     private let authenticator: Authenticator
-    private let sslContext: NIOSSLContext?
+    private let sslContext: (any TLSContextSource)?
     private let limiter: ConnectionLimiter?
     private let registry: ConnectionRegistry?
     private let logger: Logger
@@ -74,7 +74,7 @@ public final class POP3ServerHandler: ChannelDuplexHandler, DrainableSession, @u
     private var unflushedBytes = 0
 
     public init(configuration: POP3SessionConfiguration, limits: POP3ServerLimits, backend: any POP3Backend,
-                authenticator: Authenticator, sslContext: NIOSSLContext?, limiter: ConnectionLimiter?,
+                authenticator: Authenticator, sslContext: (any TLSContextSource)?, limiter: ConnectionLimiter?,
                 registry: ConnectionRegistry?, logger: Logger) {
         self.configuration = configuration
         self.limits = limits
@@ -443,7 +443,7 @@ public final class POP3ServerHandler: ChannelDuplexHandler, DrainableSession, @u
         // Anything the client sent after STLS in the clear is thrown away, never executed.
         lines.discardAll()
         do {
-            try context.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext), position: .first)
+            try TLSServerPipeline.startTLS(context: context, provider: sslContext)
         } catch {
             logger.error("could not start TLS", metadata: ["error": "\(error)"])
             closing = true

@@ -36,7 +36,7 @@ public final class SMTPListener: Sendable {
 
     /// Binds the socket and starts accepting. `sslContext` enables STARTTLS, or implicit TLS when
     /// `configuration.session.implicitTLS` is set.
-    public static func bind(configuration: Configuration, backend: any SMTPBackend, sslContext: NIOSSLContext?,
+    public static func bind(configuration: Configuration, backend: any SMTPBackend, sslContext: (any TLSContextSource)?,
                             group: any EventLoopGroup, logger: Logger, authenticator: Authenticator? = nil) async throws -> SMTPListener {
         let listener = try await TCPListener.bind(
             configuration: .init(host: configuration.host, port: configuration.port, implicitTLS: configuration.session.implicitTLS,

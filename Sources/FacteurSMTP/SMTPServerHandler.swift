@@ -50,7 +50,7 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
     private let backend: any SMTPBackend
     private let authenticator: Authenticator?
     private var exchange: AuthExchange?
-    private let sslContext: NIOSSLContext?
+    private let sslContext: (any TLSContextSource)?
     private let spoolDirectory: String
     private let limiter: ConnectionLimiter?
     private let registry: ConnectionRegistry?
@@ -70,9 +70,10 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
     private var acquiredLimit = false
     private var lastActivity = NIODeadline.now()
     private var idleCheck: Scheduled<Void>?
+    private var tlsInfo = TLSConnectionInfoCollector()
 
     public init(configuration: SMTPSessionConfiguration, limits: SMTPServerLimits, backend: any SMTPBackend,
-                sslContext: NIOSSLContext?, spoolDirectory: String, limiter: ConnectionLimiter?,
+                sslContext: (any TLSContextSource)?, spoolDirectory: String, limiter: ConnectionLimiter?,
                 registry: ConnectionRegistry?, logger: Logger, authenticator: Authenticator? = nil) {
         self.authenticator = authenticator
         self.configuration = configuration
@@ -166,9 +167,9 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
     }
 
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let tlsEvent = event as? TLSUserEvent, case .handshakeCompleted = tlsEvent, let session {
+        if let negotiated = tlsInfo.observe(event, context: context), let session {
             var updated = session
-            let actions = updated.tlsEstablished()
+            let actions = updated.tlsEstablished(description: negotiated.description)
             self.session = updated
             run(actions, context: context)
         }
@@ -452,7 +453,7 @@ public final class SMTPServerHandler: ChannelDuplexHandler, DrainableSession, @u
         // Anything the client sent after STARTTLS in the clear is thrown away, never executed.
         lines.discardAll()
         do {
-            try context.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext), position: .first)
+            try TLSServerPipeline.startTLS(context: context, provider: sslContext)
         } catch {
             logger.error("could not start TLS", metadata: ["error": "\(error)"])
             closing = true

@@ -126,6 +126,9 @@ public struct SMTPTransaction: Equatable, Sendable {
     public var ret: DSNReturn? = nil
     /// RFC 3461 §4.4 ENVID as sent (xtext), validated; nil when not given.
     public var envelopeID: String? = nil
+    /// The TLS version and cipher the message came over (`TLSv1.3 with cipher TLS_AES_128_GCM_SHA256`),
+    /// recorded in Received: as RFC 8314 §4.3 recommends; nil without TLS.
+    public var tls: String? = nil
 }
 
 public struct SMTPSessionConfiguration: Sendable {
@@ -175,6 +178,8 @@ public struct SMTPSession: Sendable {
 
     private(set) var phase: Phase = .greeting
     public private(set) var tlsActive: Bool
+    /// What TLS the connection uses, for the Received header (set when the handshake completes).
+    public private(set) var tlsDescription: String?
     private var heloName: String?
     private var extended = false
     private var sender: SMTPMailbox??
@@ -300,9 +305,11 @@ public struct SMTPSession: Sendable {
         return [.reply(reply)] + afterTransactionIfDraining()
     }
 
-    public mutating func tlsEstablished() -> [SMTPAction] {
+    /// `description` names the negotiated version and cipher (RFC 8314 §4.3), for trace headers.
+    public mutating func tlsEstablished(description: String? = nil) -> [SMTPAction] {
         // RFC 3207 §4.2: discard all knowledge obtained from the client; it must EHLO again.
         tlsActive = true
+        tlsDescription = description
         heloName = nil
         extended = false
         authenticatedAccount = nil
@@ -611,7 +618,7 @@ public struct SMTPSession: Sendable {
         let transaction = SMTPTransaction(
             id: makeTransactionID(), sender: sender, recipients: recipients, heloName: heloName,
             clientAddress: clientAddress, receivedProtocol: proto, size: size, authenticatedAccount: authenticatedAccount,
-            ret: dsnReturn, envelopeID: envelopeID)
+            ret: dsnReturn, envelopeID: envelopeID, tls: tlsActive ? tlsDescription : nil)
         return [.deliver(transaction)]
     }
 

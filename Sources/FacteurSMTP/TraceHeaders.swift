@@ -1,7 +1,7 @@
 // The header lines Facteur adds for each recipient at delivery (RFC 5321 §4.4):
 // Return-Path (the envelope sender), Delivered-To (the recipient, for loop detection) and
-// Received (where the message came from, how, and when). They are stored per recipient as a
-// prefix in front of the shared blob.
+// Received (where the message came from, how — with the TLS version and cipher, RFC 8314 §4.3 —
+// and when). They are stored per recipient as a prefix in front of the shared blob.
 
 import Foundation
 
@@ -18,6 +18,8 @@ public enum TraceHeaders {
     public static func received(transaction: SMTPTransaction, recipient: String?, hostname: String, date: Date) -> [UInt8] {
         let client = addressLiteral(transaction.clientAddress)
         var text = "Received: from \(sanitize(transaction.heloName)) (\(client))\r\n"
+        // RFC 8314 §4.3: record the TLS version and cipher, as a comment (RFC 5321 §4.4 allows CFWS here).
+        if let tls = transaction.tls { text += "\t(using \(sanitize(tls)))\r\n" }
         text += "\tby \(hostname) (Facteur) with \(transaction.receivedProtocol) id \(transaction.id)"
         if let recipient { text += "\r\n\tfor <\(sanitize(recipient))>" }
         text += "; \(rfc5322Date(date))\r\n"

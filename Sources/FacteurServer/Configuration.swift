@@ -105,6 +105,8 @@ public struct ServerConfiguration: Sendable {
     public var generateSelfSigned = true
     /// Certificates by host name, chosen by SNI.
     public var domainCertificates: [String: (certificate: String, key: String)] = [:]
+    /// How often the certificate and key files are checked for changes (reloaded without restart).
+    public var tlsReloadIntervalSeconds = 5
     public var maxMessageSize = 50 * 1024 * 1024
     public var maxRecipients = 100
     public var maxErrors = 20
@@ -221,6 +223,7 @@ extension ServerConfiguration {
             if let value = try tls.string("certificate") { config.certificate = value }
             if let value = try tls.string("key") { config.key = value }
             if let value = try tls.bool("generate_self_signed") { config.generateSelfSigned = value }
+            if let value = try tls.int("reload_interval", min: 1, max: 86_400) { config.tlsReloadIntervalSeconds = value }
             if var domains = try tls.table("domains") {
                 for host in domains.keys {
                     guard var entry = try domains.table(host) else { continue }

@@ -33,8 +33,12 @@ public enum FacteurServer {
 
         let store = try SQLiteMailStore(directory: data, logger: logger)
         try await FirstStart.ensureDefaults(store: store, configuration: configuration)
-        // ACME (PublicWeb.swift): its certificate, once obtained, is every listener's default.
+        // ACME (PublicWeb.swift): with [acme] on, the default certificate is the ACME one.
         let sslContext = try makeTLS(configuration: PublicWeb.certificateOverride(configuration), logger: logger)
+        // Renewed certificates are picked up without a restart: on file change and on SIGHUP.
+        sslContext?.startWatching(interval: .seconds(Int64(configuration.tlsReloadIntervalSeconds)))
+        let reloadSignal = sslContext.map(reloadOnSIGHUP)
+        defer { reloadSignal?.cancel(); sslContext?.stopWatching() }
 
         // Outbound delivery: MX lookups through the system's resolvers, durable queue in the store.
         let resolver = DNSClient(configuration: try dnsConfiguration(configuration), logger: logger)
@@ -234,7 +238,16 @@ public enum FacteurServer {
         FileHandle.standardOutput.write(Data((line + "\n").utf8))
     }
 
-    private static func makeTLS(configuration: ServerConfiguration, logger: Logger) throws -> NIOSSLContext? {
+    /// SIGHUP reloads the certificates (the conventional "re-read your files" signal for daemons).
+    private static func reloadOnSIGHUP(_ provider: TLSProvider) -> any DispatchSourceSignal {
+        signal(SIGHUP, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        source.setEventHandler { provider.reloadLogging(reason: "SIGHUP") }
+        source.resume()
+        return source
+    }
+
+    private static func makeTLS(configuration: ServerConfiguration, logger: Logger) throws -> TLSProvider? {
         let files = CertificateFiles(certificatePath: configuration.resolve(configuration.certificate),
                                      keyPath: configuration.resolve(configuration.key))
         if configuration.generateSelfSigned {
@@ -249,7 +262,7 @@ public enum FacteurServer {
             perDomain[host] = CertificateFiles(certificatePath: configuration.resolve(entry.certificate),
                                                keyPath: configuration.resolve(entry.key))
         }
-        return try TLSProvider(defaultCertificate: files, perDomain: perDomain).context
+        return try TLSProvider(defaultCertificate: files, perDomain: perDomain, logger: logger)
     }
 }
 
@@ -257,7 +270,8 @@ public enum FacteurServer {
 struct ServerContext: Sendable {
     let configuration: ServerConfiguration
     let store: SQLiteMailStore
-    let sslContext: NIOSSLContext?
+    /// The reloadable TLS contexts (and TLS-ALPN-01 challenge certificates) for every listener.
+    let sslContext: TLSProvider?
     let authenticator: Authenticator
     let queue: QueueDeliveryService
     let inspector: SenderAuthenticationInspector

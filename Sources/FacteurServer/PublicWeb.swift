@@ -8,7 +8,6 @@ import FacteurNet
 import FacteurStore
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOSSL
 import ServiceLifecycle
@@ -20,32 +19,38 @@ struct RouterHTTP01Responder: HTTP01ChallengeResponder {
     func remove(token: String) { table.remove(token: token) }
 }
 
-/// The TLS context of the https listener, swapped when a new certificate is installed.
-/// (The other listeners get the same when FacteurNet's reloadable provider lands.)
-final class ReloadableTLSContext: Sendable {
-    private let box: NIOLockedValueBox<NIOSSLContext?>
-    init(_ context: NIOSSLContext?) { box = NIOLockedValueBox(context) }
-    var current: NIOSSLContext? { box.withLockedValue { $0 } }
-    func replace(_ context: NIOSSLContext) { box.withLockedValue { $0 = context } }
+/// TLS-ALPN-01 answers go into the TLS listeners' challenge table (FacteurNet), which the
+/// shared TLS pipeline presents to "acme-tls/1" clients (RFC 8737 §3).
+struct ListenerTLSALPNResponder: TLSALPNChallengeResponder {
+    let certificates: ACMEChallengeCertificates
+    let logger: Logger
+    func install(host: String, certificateChainPEM: String, privateKeyPEM: String) {
+        do {
+            try certificates.set(host: host, certificateChainPEM: certificateChainPEM, privateKeyPEM: privateKeyPEM)
+        } catch {
+            logger.error("ACME: cannot install the tls-alpn-01 certificate", metadata: ["host": "\(host)", "error": "\(error)"])
+        }
+    }
+    func remove(host: String) { certificates.remove(host: host) }
 }
 
 struct PublicWeb: Sendable {
     let router: PublicWebRouter
-    let tls: ReloadableTLSContext
+    let tls: TLSProvider?
     let acme: ACMECertificateService?
     let configuration: ServerConfiguration
     let logger: Logger
 
-    /// Certificates: when ACME is on and its certificate is already on disk, it is the default
-    /// certificate of every listener from the start.
+    /// Certificates: when ACME is on, its files are every listener's default certificate. Until
+    /// the CA has issued one they hold a self-signed stand-in, whose key the ACME certificate
+    /// then keeps; the provider's reload (and file watch) switches the listeners over.
     static func certificateOverride(_ configuration: ServerConfiguration) -> ServerConfiguration {
         guard configuration.acme.enabled else { return configuration }
         var adjusted = configuration
         let files = acmeFiles(configuration, domains: configuration.acme.domains ?? [configuration.hostname])
-        if FileManager.default.fileExists(atPath: files.certificatePath), FileManager.default.fileExists(atPath: files.keyPath) {
-            adjusted.certificate = files.certificatePath
-            adjusted.key = files.keyPath
-        }
+        adjusted.certificate = files.certificatePath
+        adjusted.key = files.keyPath
+        adjusted.generateSelfSigned = true
         return adjusted
     }
 
@@ -55,11 +60,11 @@ struct PublicWeb: Sendable {
         return CertificateFiles(certificatePath: "\(directory)/\(name).pem", keyPath: "\(directory)/\(name).key.pem")
     }
 
-    static func make(configuration: ServerConfiguration, store: SQLiteMailStore, sslContext: NIOSSLContext?,
+    static func make(configuration: ServerConfiguration, store: SQLiteMailStore, sslContext: TLSProvider?,
                      logger: Logger) async throws -> PublicWeb {
         let domains = try await store.domains().map { $0.name.lowercased() }
         let router = PublicWebRouter(policy: configuration.mtaSTSPolicy, domains: Set(domains))
-        let tls = ReloadableTLSContext(sslContext)
+        let tls = sslContext
         var acme: ACMECertificateService?
         if configuration.acme.enabled {
             let names = configuration.acmeDomains(localDomains: domains)
@@ -71,16 +76,11 @@ struct PublicWeb: Sendable {
                 accountDirectory: configuration.resolve("acme"), certificateDirectory: configuration.resolve("tls/acme"))
             acme = ACMECertificateService(
                 configuration: service, http01: RouterHTTP01Responder(table: router.challenges),
-                // TLS-ALPN-01 answers need the TLS listeners' hook (FacteurNet's ACMEChallengeCertificates).
-                tlsALPN: nil, logger: logger
+                tlsALPN: tls.map { ListenerTLSALPNResponder(certificates: $0.challenges, logger: logger) }, logger: logger
             ) { files in
-                do {
-                    let provider = try TLSProvider(defaultCertificate: files)
-                    tls.replace(provider.context)
-                    logger.notice("TLS: ACME certificate loaded", metadata: ["path": "\(files.certificatePath)"])
-                } catch {
-                    logger.error("TLS: cannot load the new ACME certificate; keeping the old one", metadata: ["error": "\(error)"])
-                }
+                // Every TLS listener switches to the new certificate (the provider keeps the old
+                // one if the new files do not load).
+                tls?.reloadLogging(reason: "ACME certificate \(files.certificatePath)")
             }
         }
         return PublicWeb(router: router, tls: tls, acme: acme, configuration: configuration, logger: logger)
@@ -89,13 +89,12 @@ struct PublicWeb: Sendable {
     /// Binds an http or https listener; nil for every other protocol.
     func start(_ listener: ListenerConfiguration, group: any EventLoopGroup) async throws -> RunningListener? {
         guard listener.proto == .http || listener.proto == .https else { return nil }
-        var tlsContext: (@Sendable () -> NIOSSLContext)?
+        var tlsContext: (any TLSContextSource)?
         if listener.tls == .implicit {
-            guard let initial = tls.current else {
+            guard let tls else {
                 throw ConfigurationError(file: "listeners", location: listener.proto.rawValue, message: "https needs a TLS certificate")
             }
-            let reloadable = self.tls
-            tlsContext = { reloadable.current ?? initial }
+            tlsContext = tls
         }
         var limits = PublicWebLimits()
         limits.maxConnections = min(configuration.maxConnections, 1_000)

@@ -18,9 +18,9 @@ public enum Quickstart {
         allow_plaintext_auth_on_loopback = false
 
         [tls]
-        # Used until [acme] below has obtained a certificate (or instead of it, when acme is
-        # off): put your own certificate for \(hostname) here, or keep the self-signed one,
-        # which other servers accept for opportunistic STARTTLS but mail clients warn about.
+        # Used when [acme] below is off: put your own certificate for \(hostname) here, or keep
+        # the self-signed one, which other servers accept for opportunistic STARTTLS but mail
+        # clients warn about. (With acme on, DATA/tls/acme/ holds the certificate instead.)
         certificate = "tls/cert.pem"
         key = "tls/key.pem"
         generate_self_signed = true

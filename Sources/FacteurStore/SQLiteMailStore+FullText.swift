@@ -272,13 +272,14 @@ struct FullTextDocument: Sendable, Equatable {
                 let (raw, overflow) = budget.multipliedReportingOverflow(by: 3)
                 let encoded = slice(part.bodyOffset, min(part.bodyLength, overflow ? Int.max : raw))
                 let decoded = TransferDecoding.decode(encoded, encoding: part.encoding)
-                let charset = part.parameters.first { $0.name.lowercased() == "charset" }?.value
+                let charset = part.parameter("charset")
                 let text = charset.flatMap { Charset.decode(decoded, charset: $0) } ?? Charset.decodeUTF8OrWindows1252(decoded)
                 append(part.subtype.lowercased() == "html" ? FullText.stripHTML(text) : text)
             } else {
                 // A non-text attachment: only its name is searchable.
-                let names = (part.disposition?.parameters ?? []).filter { $0.name.lowercased() == "filename" }
-                    + part.parameters.filter { $0.name.lowercased() == "name" }
+                // Parameters are kept as written: decode RFC 2231 `filename*=utf-8''…` here.
+                let names = (part.disposition?.parameters.rfc2231Decoded ?? []).filter { $0.name.lowercased() == "filename" }
+                    + part.parameters.rfc2231Decoded.filter { $0.name.lowercased() == "name" }
                 for name in names { append(EncodedWords.decode(name.value)) }
             }
         }

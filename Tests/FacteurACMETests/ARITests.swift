@@ -40,7 +40,8 @@ final class ARITests: XCTestCase {
         let now = Date()
         let certificate = try Certificate(
             version: .v3, serialNumber: .init(bytes: [0x01, 0x02, 0x03]), publicKey: .init(key.publicKey),
-            notValidBefore: now - 86_400, notValidAfter: now + 89 * 86_400, issuer: name, subject: name,
+            notValidBefore: now - 86_400, notValidAfter: now + 89 * 86_400,
+            issuer: try DistinguishedName { CommonName("Test CA") }, subject: name,
             signatureAlgorithm: .ecdsaWithSHA256,
             extensions: try Certificate.Extensions {
                 AuthorityKeyIdentifier(keyIdentifier: [0xAA, 0xBB])

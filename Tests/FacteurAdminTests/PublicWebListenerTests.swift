@@ -15,11 +15,7 @@ final class PublicWebListenerTests: XCTestCase {
     private func withListener(tls: Bool = false, limits: PublicWebLimits = .init(),
                               _ body: (Int, PublicWebRouter) async throws -> Void) async throws {
         let router = PublicWebRouter(policy: policy, domains: ["example.org"])
-        var provider: (@Sendable () -> NIOSSLContext)?
-        if tls {
-            let context = try Self.tlsContext()
-            provider = { context }
-        }
+        let provider: (any TLSContextSource)? = tls ? try Self.tlsContext() : nil
         let listener = try await PublicWebListener.bind(
             configuration: .init(host: "127.0.0.1", port: 0, limits: limits), router: router,
             tlsContext: provider, group: MultiThreadedEventLoopGroup.singleton,

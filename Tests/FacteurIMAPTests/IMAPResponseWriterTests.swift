@@ -54,7 +54,7 @@ final class IMAPResponseWriterTests: XCTestCase {
                        + "(\"application\" \"pdf\" NIL NIL NIL \"base64\" 100 NIL (\"attachment\" (\"filename\" \"a.pdf\")) NIL NIL) "
                        + "\"mixed\" (\"boundary\" \"x\") NIL NIL NIL)")
         XCTAssertEqual(text { $0.bodyStructure(BodyPart(type: "multipart", subtype: "mixed"), extensible: false) },
-                       "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0) \"mixed\")")
+                       "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7BIT\" 0 0) \"mixed\")")
     }
 
     func testBodyStructureOfEncapsulatedMessage() {

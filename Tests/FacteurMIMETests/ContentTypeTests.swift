@@ -36,6 +36,15 @@ final class ContentTypeTests: XCTestCase {
         XCTAssertEqual(ContentType(parsing: "text/plain; charset=utf-8; charset=latin1")?.parameter("charset"), "utf-8")
     }
 
+    func testMissingSemicolonBeforeAParameter() throws {
+        // RFC 2046 §5.2.3.7's own example lacks a ";": the value is the first word, the broken parameter
+        // is dropped (Dovecot's answer), instead of one value swallowing the next parameter.
+        let ct = try XCTUnwrap(ContentType(parsing: "message/external-body; access-type=mail-server server=\"listserv@bogus.bitnet\"; x=1"))
+        XCTAssertEqual(ct.parameter("access-type"), "mail-server")
+        XCTAssertNil(ct.parameter("server"))
+        XCTAssertEqual(ct.parameter("x"), "1")
+    }
+
     func testInvalidTypes() {
         XCTAssertNil(ContentType(parsing: ""))
         XCTAssertNil(ContentType(parsing: "text"))

@@ -94,8 +94,12 @@ final class MailAddressTests: XCTestCase {
     func testEnvelopeFormOfOddAddresses() {
         XCTAssertEqual(AddressList(parsing: "john@example.com (John Doe)").envelopeAddresses,
                        [EnvelopeAddress(name: "John Doe", adl: nil, mailbox: "john", host: "example.com")])
+        // One bare word is a local mailbox name (UW-IMAP's convention, Dovecot's answer for `From: Whomever`);
+        // several words are a name without an address.
         XCTAssertEqual(AddressList(parsing: "undisclosed-recipients").envelopeAddresses,
-                       [EnvelopeAddress(name: "undisclosed-recipients", adl: nil, mailbox: "MISSING_MAILBOX", host: "MISSING_DOMAIN")])
+                       [EnvelopeAddress(name: nil, adl: nil, mailbox: "undisclosed-recipients", host: "MISSING_DOMAIN")])
+        XCTAssertEqual(AddressList(parsing: "John Doe").envelopeAddresses,
+                       [EnvelopeAddress(name: "John Doe", adl: nil, mailbox: "MISSING_MAILBOX", host: "MISSING_DOMAIN")])
         XCTAssertEqual(AddressList(parsing: "Joe <joe>").envelopeAddresses,
                        [EnvelopeAddress(name: "Joe", adl: nil, mailbox: "joe", host: "MISSING_DOMAIN")])
         XCTAssertEqual(AddressList(parsing: "Team: a@b.example;, c@d.example").envelopeAddresses, [

@@ -174,8 +174,18 @@ final class StructureTests: XCTestCase {
         XCTAssertEqual(p.id, "<part1@example.com>")
         XCTAssertEqual(p.description, "A file")
         XCTAssertEqual(p.md5, "Q2hlY2sgSW50ZWdyaXR5IQ==")
+        // Kept as written, as IMAP reports them (RFC 9051 §7.5.2); decoded on request.
         XCTAssertEqual(p.disposition, ContentDisposition(type: "attachment", parameters: [
-            MIMEParameter(name: "filename", value: "résumé.pdf"), MIMEParameter(name: "size", value: "3")]))
+            MIMEParameter(name: "filename*", value: "utf-8''r%C3%A9sum%C3%A9.pdf"), MIMEParameter(name: "size", value: "3")]))
+        XCTAssertEqual(p.disposition?.decodedParameter("filename"), "résumé.pdf")
+        XCTAssertEqual(p.fileName, "résumé.pdf")
+        // RFC 2231 §3 continuations are joined, still encoded, under `name*` (Dovecot's form).
+        let continued = MessageSummary(parsing: Array(
+            "Content-Type: text/plain; name*1*=t%C3%A9.txt; name*0*=utf-8''%C3%A9; format=flowed\r\n\r\nx\r\n".utf8)).body
+        XCTAssertEqual(continued.parameters, [MIMEParameter(name: "name*", value: "utf-8''%C3%A9t%C3%A9.txt"),
+                                              MIMEParameter(name: "format", value: "flowed"),
+                                              MIMEParameter(name: "charset", value: "us-ascii")])
+        XCTAssertEqual(continued.fileName, "été.txt")
         XCTAssertEqual(p.language, ["en", "fr"])
         XCTAssertEqual(p.location, "http://example.com/a.pdf")
         XCTAssertEqual(p.fileName, "résumé.pdf")
@@ -219,6 +229,9 @@ final class StructureTests: XCTestCase {
         let twice = MessageSummary(parsing: Array("Content-Type: text/html\r\nContent-Type: image/png\r\nContent-Transfer-Encoding:\r\n\r\n".utf8))
         XCTAssertEqual(twice.body.mimeType, "text/html")
         XCTAssertEqual(twice.body.encoding, "7BIT")
+        // `8 bit` is no mechanism: the field is invalid and the default applies (Dovecot agrees), not "8".
+        let spaced = MessageSummary(parsing: Array("Content-Transfer-Encoding: 8 bit\r\n\r\nx\r\n".utf8))
+        XCTAssertEqual(spaced.body.encoding, "7BIT")
     }
 
     /// RFC 6532 §3.7: message/global encapsulates a message as message/rfc822 does; other message/* do not.
