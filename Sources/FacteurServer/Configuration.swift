@@ -11,14 +11,14 @@ import Foundation
 import TOMLKit
 
 public enum ListenerProtocol: String, CaseIterable, Sendable {
-    case smtp, submission, submissions, imap, imaps, pop3, pop3s, http
+    case smtp, submission, submissions, imap, imaps, pop3, pop3s, http, https
 
     /// Protocols whose servers exist today; the others are refused with a clear message.
-    public static let implemented: Set<ListenerProtocol> = [.smtp, .submission, .submissions, .imap, .imaps, .pop3, .pop3s]
+    public static let implemented: Set<ListenerProtocol> = [.smtp, .submission, .submissions, .imap, .imaps, .pop3, .pop3s, .http, .https]
 
     public var defaultTLS: TLSMode {
         switch self {
-        case .submissions, .imaps, .pop3s: return .implicit
+        case .submissions, .imaps, .pop3s, .https: return .implicit
         case .http: return .none
         default: return .starttls
         }
@@ -129,6 +129,9 @@ public struct ServerConfiguration: Sendable {
     /// `facteur account sent-copies`).
     public var sentCopies = false
     public var mailAuth = MailAuthConfiguration()
+    /// `[acme]` and `[mta_sts]` (Configuration+ACME.swift).
+    public var acme = ACMEConfiguration()
+    public var mtaSTS = MTASTSConfiguration()
     /// DNS resolvers ("127.0.0.1", "[::1]:5353"); empty: those of /etc/resolv.conf. DANE and
     /// DNSSEC-dependent checks need a validating resolver here.
     public var dnsServers: [String] = []
@@ -340,6 +343,7 @@ extension ServerConfiguration {
             try auth.finish()
             config.mailAuth = m
         }
+        try parseTransportSecurity(&reader, into: &config, file: file)
         if let listeners = try reader.tableArray("listener") {
             config.listeners = []
             for (index, var entry) in listeners.enumerated() {
@@ -446,7 +450,7 @@ extension ListenerConfiguration {
 }
 
 /// Reads keys out of a TOML table, remembering which it used so that leftovers are reported.
-private struct TableReader {
+struct TableReader {
     let table: TOMLTable
     let path: String
     let file: String

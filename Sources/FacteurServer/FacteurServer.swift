@@ -33,7 +33,8 @@ public enum FacteurServer {
 
         let store = try SQLiteMailStore(directory: data, logger: logger)
         try await FirstStart.ensureDefaults(store: store, configuration: configuration)
-        let sslContext = try makeTLS(configuration: configuration, logger: logger)
+        // ACME (PublicWeb.swift): with [acme] on, the default certificate is the ACME one.
+        let sslContext = try makeTLS(configuration: PublicWeb.certificateOverride(configuration), logger: logger)
         // Renewed certificates are picked up without a restart: on file change and on SIGHUP.
         sslContext?.startWatching(interval: .seconds(Int64(configuration.tlsReloadIntervalSeconds)))
         let reloadSignal = sslContext.map(reloadOnSIGHUP)
@@ -76,9 +77,16 @@ public enum FacteurServer {
             submissionRateLimiter: SubmissionRateLimiter(limits: .init(messagesPerHour: configuration.submissionMessagesPerHour,
                                                                       recipientsPerHour: configuration.submissionRecipientsPerHour)),
             spoolDirectory: spool, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+        // Public web (http/https: MTA-STS policy, ACME HTTP-01) and the ACME certificate service.
+        let publicWeb = try await PublicWeb.make(configuration: configuration, store: store, sslContext: sslContext, logger: logger)
         var listeners: [RunningListener] = []
         for listener in configuration.listeners {
-            let running = try await start(listener, context: context)
+            let running: RunningListener
+            if let web = try await publicWeb.start(listener, group: context.group) {
+                running = web
+            } else {
+                running = try await start(listener, context: context)
+            }
             listeners.append(running)
             let host = running.address?.ipAddress ?? listener.address
             let shown = host.contains(":") ? "[\(host)]" : host
@@ -88,7 +96,8 @@ public enum FacteurServer {
         let service = ListenersService(listeners: listeners, store: store, queue: queue, reporting: reporting,
                                        grace: .seconds(configuration.shutdownGraceSeconds), logger: logger)
         let serviceGroup = ServiceGroup(configuration: .init(
-            services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
+            services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup),
+                       .init(service: publicWeb.service(store: store), successTerminationBehavior: .ignore)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await serviceGroup.run()

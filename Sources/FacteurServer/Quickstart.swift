@@ -18,12 +18,29 @@ public enum Quickstart {
         allow_plaintext_auth_on_loopback = false
 
         [tls]
-        # Put the certificate for \(hostname) here (e.g. from your ACME client), then restart.
-        # Until then a self-signed certificate is generated, which other servers accept for
-        # opportunistic STARTTLS but mail clients will warn about.
+        # Used when [acme] below is off: put your own certificate for \(hostname) here, or keep
+        # the self-signed one, which other servers accept for opportunistic STARTTLS but mail
+        # clients warn about. (With acme on, DATA/tls/acme/ holds the certificate instead.)
         certificate = "tls/cert.pem"
         key = "tls/key.pem"
         generate_self_signed = true
+
+        [acme]
+        # Certificates from an ACME CA (Let's Encrypt by default), renewed automatically; the
+        # key is kept across renewals, so the DANE TLSA record stays valid. Needs \(hostname)
+        # and mta-sts.\(domain) to point at this server, and port 80 (http-01) reachable.
+        enabled = false
+        # directory = "https://acme-v02.api.letsencrypt.org/directory"
+        # contact = ["mailto:postmaster@\(domain)"]
+        # domains = ["\(hostname)", "mta-sts.\(domain)"]   # default: hostname + mta-sts.<each domain>
+        # challenge = "http-01"                                # or "tls-alpn-01" (port 443)
+
+        [mta_sts]
+        # The MTA-STS policy served at https://mta-sts.\(domain)/.well-known/mta-sts.txt
+        # (RFC 8461). Start with "testing", switch to "enforce" once TLS reports look clean.
+        mode = "testing"
+        max_age = 604800
+        mx = ["\(hostname)"]
 
         [limits]
         max_message_size = 52428800
@@ -63,6 +80,16 @@ public enum Quickstart {
         protocol = "pop3s"
         address = "0.0.0.0"
         port = 995
+
+        [[listener]]   # ACME http-01 answers
+        protocol = "http"
+        address = "0.0.0.0"
+        port = 80
+
+        [[listener]]   # the MTA-STS policy (RFC 8461 §3.3: HTTPS only)
+        protocol = "https"
+        address = "0.0.0.0"
+        port = 443
 
         """
     }

@@ -79,7 +79,7 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertEqual(error("[limits]\nmax_recipent = 3"), "f.toml: limits.max_recipent: unknown key")
         XCTAssertEqual(error("[[listener]]\nprotocol = \"smtp\"\nport = 70000"), "f.toml: listener[0].port: must be between 0 and 65535")
         XCTAssertEqual(error("[[listener]]\nprotocol = \"gopher\"\nport = 70"),
-                       "f.toml: listener[0].protocol: unknown protocol \"gopher\" (one of smtp, submission, submissions, imap, imaps, pop3, pop3s, http)")
+                       "f.toml: listener[0].protocol: unknown protocol \"gopher\" (one of smtp, submission, submissions, imap, imaps, pop3, pop3s, http, https)")
         XCTAssertEqual(error("[[listener]]\nport = 25"), "f.toml: listener[0].protocol: missing")
         XCTAssertEqual(error("[[listener]]\nprotocol = \"smtp\"\nport = 25\ntls = \"maybe\""), "f.toml: listener[0].tls: must be none, starttls or implicit")
         XCTAssertEqual(error("hostname = \"bad host\""), "f.toml: hostname: \"bad host\" is not a host name")
@@ -124,7 +124,7 @@ final class QuickstartTests: XCTestCase {
         XCTAssertFalse(configuration.allowPlaintextAuthOnLoopback)
         XCTAssertEqual(Set(configuration.listeners.map { "\($0.proto.rawValue):\($0.port):\($0.tls.rawValue)" }),
                        ["smtp:25:starttls", "submission:587:starttls", "submissions:465:implicit", "imap:143:starttls",
-                        "imaps:993:implicit", "pop3:110:starttls", "pop3s:995:implicit"])
+                        "imaps:993:implicit", "pop3:110:starttls", "pop3s:995:implicit", "http:80:none", "https:443:implicit"])
         XCTAssertNoThrow(try configuration.validateListeners())
     }
 

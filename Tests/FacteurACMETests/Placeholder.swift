@@ -1,5 +1,0 @@
-import XCTest
-
-final class FacteurACMEPlaceholderTests: XCTestCase {
-    func testTargetBuilds() { XCTAssertTrue(true) }
-}

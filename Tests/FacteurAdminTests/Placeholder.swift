@@ -1,5 +1,0 @@
-import XCTest
-
-final class FacteurAdminPlaceholderTests: XCTestCase {
-    func testTargetBuilds() { XCTAssertTrue(true) }
-}
