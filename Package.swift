@@ -105,6 +105,7 @@ let package = Package(
             .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ]),
         // Composition root: config, store, listeners, lifecycle.
         .target(name: "FacteurServer", dependencies: [
@@ -117,6 +118,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "TOMLKit", package: "TOMLKit"),
             .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ]),
         // Outbound delivery: durable queue, SMTP client, MX routing, retries, DSNs (RFC 5321, 3461, 3464).
         .target(name: "FacteurQueue", dependencies: [
@@ -211,11 +213,16 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            .product(name: "SwiftASN1", package: "swift-asn1"),
         ]),
         .testTarget(name: "FacteurAdminTests", dependencies: [
             "FacteurAdmin", "FacteurNet", "FacteurTestSupport",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "FacteurEndToEndTests", dependencies: ["FacteurStore", "FacteurTestSupport"]),
     ],
