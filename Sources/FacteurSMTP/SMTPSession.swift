@@ -126,6 +126,9 @@ public struct SMTPTransaction: Equatable, Sendable {
     public var ret: DSNReturn? = nil
     /// RFC 3461 §4.4 ENVID as sent (xtext), validated; nil when not given.
     public var envelopeID: String? = nil
+    /// RFC 8689 §4.1: MAIL FROM carried REQUIRETLS (only accepted under TLS); the message must
+    /// travel onward over verified TLS only.
+    public var requireTLS: Bool = false
 }
 
 public struct SMTPSessionConfiguration: Sendable {
@@ -185,13 +188,14 @@ public struct SMTPSession: Sendable {
     private var pendingRecipientDSN: (notify: DSNNotify?, originalRecipient: String?) = (nil, nil)
     private var dsnReturn: DSNReturn?
     private var envelopeID: String?
+    private var requireTLS = false
     private var usingChunks = false
     private var chunkFailed: SMTPReply?
     private var receivedSize = 0
     private var errors = 0
     private var draining = false
     public private(set) var authenticatedAccount: String?
-    private var pendingSender: (mailbox: SMTPMailbox?, size: Int?, utf8: Bool, ret: DSNReturn?, envelopeID: String?)?
+    private var pendingSender: (mailbox: SMTPMailbox?, size: Int?, utf8: Bool, ret: DSNReturn?, envelopeID: String?, requireTLS: Bool)?
 
     public init(configuration: SMTPSessionConfiguration, clientAddress: String,
                 makeTransactionID: @escaping @Sendable () -> String = SMTPSession.randomTransactionID) {
@@ -356,6 +360,7 @@ public struct SMTPSession: Sendable {
         smtpUTF8 = pending.utf8
         dsnReturn = pending.ret
         envelopeID = pending.envelopeID
+        requireTLS = pending.requireTLS
         phase = .mail
         return [.reply(SMTPReply(250, "2.1.0", "Ok"))] + afterTransactionIfDraining()
     }
@@ -492,6 +497,8 @@ public struct SMTPSession: Sendable {
                      "CHUNKING",
                      "DSN"]
         if configuration.tlsAvailable, !tlsActive { lines.append("STARTTLS") }
+        // RFC 8689 §4: REQUIRETLS is offered only once the session itself is under TLS.
+        if tlsActive { lines.append("REQUIRETLS") }
         if configuration.mode == .submission, !offeredMechanisms.isEmpty {
             lines.append("AUTH " + offeredMechanisms.joined(separator: " "))
         }
@@ -504,6 +511,7 @@ public struct SMTPSession: Sendable {
         var utf8 = false
         var ret: DSNReturn?
         var envid: String?
+        var requiresTLS = false
         for (keyword, value) in parameters.items {
             switch keyword {
             case "RET":
@@ -534,6 +542,12 @@ public struct SMTPSession: Sendable {
             case "SMTPUTF8":
                 guard value == nil else { return fail(SMTPReply(501, "5.5.4", "SMTPUTF8 takes no value")) }
                 utf8 = true
+            case "REQUIRETLS":
+                // RFC 8689 §4.1: no value; never accepted on a session without TLS (the client
+                // must not believe the message was carried securely to us when it was not).
+                guard value == nil, !requiresTLS else { return fail(SMTPReply(501, "5.5.4", "REQUIRETLS takes no value")) }
+                guard tlsActive else { return fail(SMTPReply(530, "5.7.10", "REQUIRETLS needs a TLS session: STARTTLS first")) }
+                requiresTLS = true
             case "AUTH":
                 continue  // RFC 4954 §5: only meaningful from trusted, authenticated peers; ignored.
             default:
@@ -546,7 +560,7 @@ public struct SMTPSession: Sendable {
         if configuration.mode == .submission {
             // RFC 6409 §4.3 / RFC 4954 §6: submission needs an authenticated user.
             guard let account = authenticatedAccount else { return fail(SMTPReply(530, "5.7.0", "Authentication required")) }
-            pendingSender = (from, size, utf8, ret, envid)
+            pendingSender = (from, size, utf8, ret, envid, requiresTLS)
             phase = .checkingSender
             return [.checkSender(from, account: account)]
         }
@@ -555,6 +569,7 @@ public struct SMTPSession: Sendable {
         smtpUTF8 = utf8
         dsnReturn = ret
         envelopeID = envid
+        requireTLS = requiresTLS
         phase = .mail
         return [.reply(SMTPReply(250, "2.1.0", "Ok"))]
     }
@@ -611,7 +626,7 @@ public struct SMTPSession: Sendable {
         let transaction = SMTPTransaction(
             id: makeTransactionID(), sender: sender, recipients: recipients, heloName: heloName,
             clientAddress: clientAddress, receivedProtocol: proto, size: size, authenticatedAccount: authenticatedAccount,
-            ret: dsnReturn, envelopeID: envelopeID)
+            ret: dsnReturn, envelopeID: envelopeID, requireTLS: requireTLS)
         return [.deliver(transaction)]
     }
 
@@ -630,6 +645,7 @@ public struct SMTPSession: Sendable {
         pendingRecipientDSN = (nil, nil)
         dsnReturn = nil
         envelopeID = nil
+        requireTLS = false
         usingChunks = false
         chunkFailed = nil
         receivedSize = 0
