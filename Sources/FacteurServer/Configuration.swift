@@ -127,6 +127,7 @@ public struct ServerConfiguration: Sendable {
     /// `facteur account sent-copies`).
     public var sentCopies = false
     public var mailAuth = MailAuthConfiguration()
+    public var tlsReports = TLSReportsConfiguration()
     /// DNS resolvers ("127.0.0.1", "[::1]:5353"); empty: those of /etc/resolv.conf. DANE and
     /// DNSSEC-dependent checks need a validating resolver here.
     public var dnsServers: [String] = []
@@ -337,6 +338,7 @@ extension ServerConfiguration {
             try auth.finish()
             config.mailAuth = m
         }
+        try config.parseTLSReports(&reader, file: file)
         if let listeners = try reader.tableArray("listener") {
             config.listeners = []
             for (index, var entry) in listeners.enumerated() {
@@ -443,7 +445,7 @@ extension ListenerConfiguration {
 }
 
 /// Reads keys out of a TOML table, remembering which it used so that leftovers are reported.
-private struct TableReader {
+struct TableReader {
     let table: TOMLTable
     let path: String
     let file: String
