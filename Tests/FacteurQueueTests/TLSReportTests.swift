@@ -244,6 +244,21 @@ final class TLSReportTests: XCTestCase {
                                                               to: ["t@d"], date: Date()), as: UTF8.self)
         XCTAssertFalse(injected.contains("\r\nBcc:"))
     }
+
+    func testUploadRefusesPlainHTTPAndReportsTransportFailures() async {
+        do {
+            try await TLSReportUpload.post([1, 2, 3], to: "http://127.0.0.1:9/tlsrpt")
+            XCTFail("plain http must be refused")
+        } catch {
+            XCTAssertEqual(error, .notHTTPS)
+        }
+        do {
+            try await TLSReportUpload.post([1, 2, 3], to: "http://127.0.0.1:9/tlsrpt", timeout: .seconds(5), allowHTTP: true)
+            XCTFail("nothing listens on the discard port")
+        } catch {
+            guard case .transport = error else { return XCTFail("\(error)") }
+        }
+    }
 }
 
 /// Unfolded header fields of a message text, by name.
