@@ -7,9 +7,9 @@
 import CompressNIO
 import NIOCore
 
-enum DMARCReportCompression {
+public enum DMARCReportCompression {
     /// gzip (RFC 1952) of `bytes`, as attached to a report mail.
-    static func gzip(_ bytes: [UInt8]) -> [UInt8] {
+    public static func gzip(_ bytes: [UInt8]) -> [UInt8] {
         var input = ByteBuffer(bytes: bytes)
         // Compressing a complete in-memory buffer into a buffer of deflateBound size cannot fail short
         // of allocation failure; an empty result would only make the round-trip test fail loudly.
@@ -18,7 +18,7 @@ enum DMARCReportCompression {
     }
 
     /// Whether `bytes` starts with the gzip magic (RFC 1952 §2.3.1: ID1 ID2 = 1f 8b).
-    static func isGzip(_ bytes: [UInt8]) -> Bool {
+    public static func isGzip(_ bytes: [UInt8]) -> Bool {
         bytes.count >= 2 && bytes[0] == 0x1F && bytes[1] == 0x8B
     }
 
@@ -31,7 +31,7 @@ enum DMARCReportCompression {
     /// Decompresses gzip data. Several members back to back are concatenated (RFC 1952 §2.2, as
     /// `gzip -c a b` writes); bytes after the last member that are not another member are ignored, as
     /// gzip(1) does ("trailing garbage ignored"; Mimecast appends a CRLF).
-    static func gunzip(_ bytes: [UInt8], maxOutput: Int = DMARCReportLimits.maxXMLBytes) throws(DMARCReportError) -> [UInt8] {
+    public static func gunzip(_ bytes: [UInt8], maxOutput: Int = DMARCReportLimits.maxXMLBytes) throws(DMARCReportError) -> [UInt8] {
         var input = ByteBuffer(bytes: bytes)
         var output: [UInt8] = []
         var members = 0

@@ -34,6 +34,7 @@ public enum QueueListing {
         if let warnAt = m.warnAt { out += "  delay warning at: \(DSNBuilder.date(warnAt))\n" }
         if let envid = m.envelopeID { out += "  ENVID:       \(clean(envid))\n" }
         if let ret = m.ret { out += "  RET:         \(ret.rawValue)\n" }
+        out += "  TLS demand:  \(m.tlsDemand.rawValue)\(m.tlsDemand == .requireTLS ? " (RFC 8689 REQUIRETLS)" : m.tlsDemand == .policyExempt ? " (TLS-Required: No or a TLS report: sent even if the TLS policy fails)" : "")\n"
         out += "  blob:        \(m.blobID)\n"
         for r in m.recipients {
             out += "  <\(clean(r.address))>: \(r.state.rawValue), \(r.attempts) attempt(s)"

@@ -275,7 +275,7 @@ public struct StoreSMTPBackend: SMTPBackend {
     /// hop's SPF check passes, our Received: and Authentication-Results on top, and an ARC set when
     /// the inspector seals. DKIM signing happens in the queue.
     func forward(_ transaction: SMTPTransaction, recipients: [SMTPTransaction.Recipient], message: MessageData,
-                 queue: any OutboundQueue, inspection: InspectionVerdict, date: Date) async -> Result<Void, Error> {
+                 queue: any OutboundQueue, inspection: InspectionVerdict, header: MessageHeader, date: Date) async -> Result<Void, Error> {
         var seen = Set<String>()
         var inputs: [QueueRecipientInput] = []
         for recipient in recipients {
@@ -297,7 +297,8 @@ public struct StoreSMTPBackend: SMTPBackend {
         do {
             let queued = try await queue.enqueue(QueueSubmission(
                 sender: sender, recipients: inputs, message: message, envelopeID: transaction.envelopeID, ret: transaction.ret,
-                requiresSMTPUTF8: transaction.receivedProtocol.hasPrefix("UTF8"), account: nil, headerPrefix: prefix))
+                requiresSMTPUTF8: transaction.receivedProtocol.hasPrefix("UTF8"), account: nil, headerPrefix: prefix,
+                tlsDemand: Self.tlsDemand(transaction, header: header)))
             logger.info("message forwarded", metadata: ["queue_id": "\(transaction.id)", "outbound_id": "\(queued.id)",
                                                         "from": "\(sender)", "rcpt": "\(inputs.map(\.address).joined(separator: ","))"])
             return .success(())
@@ -305,6 +306,17 @@ public struct StoreSMTPBackend: SMTPBackend {
             logger.error("message not forwarded", metadata: ["queue_id": "\(transaction.id)", "error": "\(error)"])
             return .failure(error)
         }
+    }
+
+    /// What the message asks of the TLS that carries it onward (RFC 8689): REQUIRETLS on MAIL FROM
+    /// wins, and then a `TLS-Required:` field is ignored (§5: "MUST be ignored"); otherwise
+    /// `TLS-Required: No` (§5, value case-insensitive) exempts it from the destination's TLS policy.
+    static func tlsDemand(_ transaction: SMTPTransaction, header: MessageHeader) -> MessageTLSDemand {
+        if transaction.requireTLS { return .requireTLS }
+        // Several TLS-Required fields: only an unambiguous "No" counts.
+        let values = header.fields(named: "TLS-Required").map { $0.value.lowercased() }
+        if !values.isEmpty, values.allSatisfy({ $0 == "no" }) { return .policyExempt }
+        return .standard
     }
 
     /// The Sent-mailbox delivery for a submission, when the account (or the server's default) wants one.
@@ -433,7 +445,8 @@ public struct StoreSMTPBackend: SMTPBackend {
                     },
                     message: queueData, envelopeID: transaction.envelopeID, ret: transaction.ret,
                     requiresSMTPUTF8: transaction.receivedProtocol.hasPrefix("UTF8"),
-                    account: transaction.authenticatedAccount, headerPrefix: prefix))
+                    account: transaction.authenticatedAccount, headerPrefix: prefix,
+                    tlsDemand: Self.tlsDemand(transaction, header: header)))
                 logger.info("message queued", metadata: ["queue_id": "\(transaction.id)", "outbound_id": "\(queued.id)",
                                                          "rcpt": "\(remote.map(\.description).joined(separator: ","))"])
             } catch {
@@ -445,7 +458,7 @@ public struct StoreSMTPBackend: SMTPBackend {
         if !forwarding.isEmpty {
             guard let queue, let forwardData = handOver() else { abandon(); return .storageFailure }
             if case .failure = await forward(transaction, recipients: forwarding, message: forwardData, queue: queue,
-                                             inspection: inspection, date: date) {
+                                             inspection: inspection, header: header, date: date) {
                 if consumers > 0 { abandon() }
                 return .storageFailure
             }

@@ -129,6 +129,9 @@ public struct SMTPTransaction: Equatable, Sendable {
     /// The TLS version and cipher the message came over (`TLSv1.3 with cipher TLS_AES_128_GCM_SHA256`),
     /// recorded in Received: as RFC 8314 §4.3 recommends; nil without TLS.
     public var tls: String? = nil
+    /// RFC 8689 §4.1: MAIL FROM carried REQUIRETLS (only accepted under TLS); the message must
+    /// travel onward over verified TLS only.
+    public var requireTLS: Bool = false
 }
 
 public struct SMTPSessionConfiguration: Sendable {
@@ -190,13 +193,14 @@ public struct SMTPSession: Sendable {
     private var pendingRecipientDSN: (notify: DSNNotify?, originalRecipient: String?) = (nil, nil)
     private var dsnReturn: DSNReturn?
     private var envelopeID: String?
+    private var requireTLS = false
     private var usingChunks = false
     private var chunkFailed: SMTPReply?
     private var receivedSize = 0
     private var errors = 0
     private var draining = false
     public private(set) var authenticatedAccount: String?
-    private var pendingSender: (mailbox: SMTPMailbox?, size: Int?, utf8: Bool, ret: DSNReturn?, envelopeID: String?)?
+    private var pendingSender: (mailbox: SMTPMailbox?, size: Int?, utf8: Bool, ret: DSNReturn?, envelopeID: String?, requireTLS: Bool)?
 
     public init(configuration: SMTPSessionConfiguration, clientAddress: String,
                 makeTransactionID: @escaping @Sendable () -> String = SMTPSession.randomTransactionID) {
@@ -363,6 +367,7 @@ public struct SMTPSession: Sendable {
         smtpUTF8 = pending.utf8
         dsnReturn = pending.ret
         envelopeID = pending.envelopeID
+        requireTLS = pending.requireTLS
         phase = .mail
         return [.reply(SMTPReply(250, "2.1.0", "Ok"))] + afterTransactionIfDraining()
     }
@@ -499,6 +504,8 @@ public struct SMTPSession: Sendable {
                      "CHUNKING",
                      "DSN"]
         if configuration.tlsAvailable, !tlsActive { lines.append("STARTTLS") }
+        // RFC 8689 §4: REQUIRETLS is offered only once the session itself is under TLS.
+        if tlsActive { lines.append("REQUIRETLS") }
         if configuration.mode == .submission, !offeredMechanisms.isEmpty {
             lines.append("AUTH " + offeredMechanisms.joined(separator: " "))
         }
@@ -511,6 +518,7 @@ public struct SMTPSession: Sendable {
         var utf8 = false
         var ret: DSNReturn?
         var envid: String?
+        var requiresTLS = false
         for (keyword, value) in parameters.items {
             switch keyword {
             case "RET":
@@ -541,6 +549,12 @@ public struct SMTPSession: Sendable {
             case "SMTPUTF8":
                 guard value == nil else { return fail(SMTPReply(501, "5.5.4", "SMTPUTF8 takes no value")) }
                 utf8 = true
+            case "REQUIRETLS":
+                // RFC 8689 §4.1: no value; never accepted on a session without TLS (the client
+                // must not believe the message was carried securely to us when it was not).
+                guard value == nil, !requiresTLS else { return fail(SMTPReply(501, "5.5.4", "REQUIRETLS takes no value")) }
+                guard tlsActive else { return fail(SMTPReply(530, "5.7.10", "REQUIRETLS needs a TLS session: STARTTLS first")) }
+                requiresTLS = true
             case "AUTH":
                 continue  // RFC 4954 §5: only meaningful from trusted, authenticated peers; ignored.
             default:
@@ -553,7 +567,7 @@ public struct SMTPSession: Sendable {
         if configuration.mode == .submission {
             // RFC 6409 §4.3 / RFC 4954 §6: submission needs an authenticated user.
             guard let account = authenticatedAccount else { return fail(SMTPReply(530, "5.7.0", "Authentication required")) }
-            pendingSender = (from, size, utf8, ret, envid)
+            pendingSender = (from, size, utf8, ret, envid, requiresTLS)
             phase = .checkingSender
             return [.checkSender(from, account: account)]
         }
@@ -562,6 +576,7 @@ public struct SMTPSession: Sendable {
         smtpUTF8 = utf8
         dsnReturn = ret
         envelopeID = envid
+        requireTLS = requiresTLS
         phase = .mail
         return [.reply(SMTPReply(250, "2.1.0", "Ok"))]
     }
@@ -618,7 +633,8 @@ public struct SMTPSession: Sendable {
         let transaction = SMTPTransaction(
             id: makeTransactionID(), sender: sender, recipients: recipients, heloName: heloName,
             clientAddress: clientAddress, receivedProtocol: proto, size: size, authenticatedAccount: authenticatedAccount,
-            ret: dsnReturn, envelopeID: envelopeID, tls: tlsActive ? tlsDescription : nil)
+            ret: dsnReturn, envelopeID: envelopeID, tls: tlsActive ? tlsDescription : nil,
+            requireTLS: requireTLS)
         return [.deliver(transaction)]
     }
 
@@ -637,6 +653,7 @@ public struct SMTPSession: Sendable {
         pendingRecipientDSN = (nil, nil)
         dsnReturn = nil
         envelopeID = nil
+        requireTLS = false
         usingChunks = false
         chunkFailed = nil
         receivedSize = 0

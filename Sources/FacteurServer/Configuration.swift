@@ -132,6 +132,7 @@ public struct ServerConfiguration: Sendable {
     /// `[acme]` and `[mta_sts]` (Configuration+ACME.swift).
     public var acme = ACMEConfiguration()
     public var mtaSTS = MTASTSConfiguration()
+    public var tlsReports = TLSReportsConfiguration()
     /// DNS resolvers ("127.0.0.1", "[::1]:5353"); empty: those of /etc/resolv.conf. DANE and
     /// DNSSEC-dependent checks need a validating resolver here.
     public var dnsServers: [String] = []
@@ -344,6 +345,7 @@ extension ServerConfiguration {
             config.mailAuth = m
         }
         try parseTransportSecurity(&reader, into: &config, file: file)
+        try config.parseTLSReports(&reader, file: file)
         if let listeners = try reader.tableArray("listener") {
             config.listeners = []
             for (index, var entry) in listeners.enumerated() {

@@ -68,6 +68,7 @@ public enum FacteurServer {
                                       fromAddress: "noreply-dmarc@\(configuration.primaryDomain)", logger: logger),
             ingestor: try await reportIngestor(store: store, configuration: configuration, logger: logger),
             logger: logger)
+        let tlsReporting = try await TLSReportingService.make(store: store, queue: queue, resolver: resolver, configuration: configuration, logger: logger)
         let context = ServerContext(
             configuration: configuration, store: store, sslContext: sslContext,
             authenticator: try makeAuthenticator(store: store, configuration: configuration),
@@ -96,7 +97,9 @@ public enum FacteurServer {
         let service = ListenersService(listeners: listeners, store: store, queue: queue, reporting: reporting,
                                        grace: .seconds(configuration.shutdownGraceSeconds), logger: logger)
         let serviceGroup = ServiceGroup(configuration: .init(
-            services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup),
+            // TLS reporting last to stop (services stop in reverse order): it flushes what delivery counted.
+            services: [.init(service: tlsReporting),
+                       .init(service: service, successTerminationBehavior: .gracefullyShutdownGroup),
                        .init(service: publicWeb.service(store: store), successTerminationBehavior: .ignore)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))

@@ -14,7 +14,7 @@ enum SQLiteSchema {
         migrator.registerMigration("v4-alias-forward", migrate: v4AliasForward)
         migrator.registerMigration("v5-fulltext", migrate: FullTextSchema.v5)
         migrator.registerMigration("v6-queue-tls-demand", migrate: QueueSchema.v6)
-        // Reserved for work in progress: "v7-tls-report" (TLS-RPT results), "v8-mta-sts" (policy cache).
+        migrator.registerMigration("v7-tls-report", migrate: TLSReportSchema.v7)
         return migrator
     }
 

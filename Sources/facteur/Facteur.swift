@@ -15,7 +15,7 @@ struct Facteur: AsyncParsableCommand {
         commandName: "facteur",
         abstract: "A complete mail server.",
         subcommands: [Serve.self, DomainCommand.self, AccountCommand.self, AliasCommand.self, MailboxCommand.self, MessageCommand.self,
-                      QueueCommand.self, DKIMCommand.self, DMARCCommand.self, QuickstartCommand.self, DNSCommand.self])
+                      QueueCommand.self, DKIMCommand.self, DMARCCommand.self, QuickstartCommand.self, DNSCommand.self, TLSRPTCommand.self])
 }
 
 /// `--data` and `--config`, accepted by every subcommand.
