@@ -137,6 +137,7 @@ public struct ServerConfiguration: Sendable {
     public var deliverySourceIPv4: String?
     public var deliverySourceIPv6: String?
     public var deliverySourceByDomain: [String: (ipv4: String?, ipv6: String?)] = [:]
+    public var deliveryTLS = DeliveryTLSSettings()
     /// Routes by destination domain ("*": the default route).
     public var routes: [RouteConfiguration] = []
     /// Development defaults (DESIGN.md): unprivileged loopback ports, so a first run needs no root.
@@ -266,6 +267,7 @@ extension ServerConfiguration {
                 }
                 try sources.finish()
             }
+            try config.parseDeliveryTLS(&delivery, file: file)
             try delivery.finish()
         }
         if let routes = try reader.tableArray("route") {
@@ -381,6 +383,7 @@ extension ServerConfiguration {
         queue.sourceIPv4 = deliverySourceIPv4
         queue.sourceIPv6 = deliverySourceIPv6
         queue.sourceBySenderDomain = deliverySourceByDomain
+        applyDeliveryTLS(to: &queue)
         for route in routes {
             let target: QueueRoute
             switch route.target {
@@ -443,7 +446,7 @@ extension ListenerConfiguration {
 }
 
 /// Reads keys out of a TOML table, remembering which it used so that leftovers are reported.
-private struct TableReader {
+struct TableReader {
     let table: TOMLTable
     let path: String
     let file: String
