@@ -45,6 +45,8 @@ public actor MTASTSPolicyCache: MTASTSPolicySource {
     let fetchTimeout: TimeAmount
     var entries: [String: Entry] = [:]
     var loaded = false
+    /// Fetches under way: lanes to one domain that ask at once share one HTTPS request.
+    var inFlight: [String: Task<Result<MTASTSPolicy, FetchFailure>, Never>] = [:]
 
     /// `cacheFile`: a JSON file (in the data folder) that keeps policies across restarts (§5.1:
     /// a policy is cached for max_age). `port`: 443; tests serve policies elsewhere.
@@ -72,7 +74,16 @@ public actor MTASTSPolicyCache: MTASTSPolicySource {
         }
         guard let record else { return cached.map { Self.applicable($0.policy) } ?? .none }
         if let cached, cached.id == record.id { return Self.applicable(cached.policy) }
-        switch await fetch(domain: domain) {
+        let task: Task<Result<MTASTSPolicy, FetchFailure>, Never>
+        if let running = inFlight[domain] {
+            task = running
+        } else {
+            task = Task { await self.fetch(domain: domain) }
+            inFlight[domain] = task
+        }
+        let result = await task.value
+        inFlight[domain] = nil
+        switch result {
         case .success(let policy):
             entries[domain] = Entry(id: record.id, policy: policy, fetched: now)
             save()
@@ -89,7 +100,7 @@ public actor MTASTSPolicyCache: MTASTSPolicySource {
         policy.mode == .none ? .none : .policy(policy)
     }
 
-    struct FetchFailure: Error {
+    struct FetchFailure: Error, Sendable {
         var type: TLSFailureType
         var detail: String
     }
