@@ -386,7 +386,7 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
                                                                              port: endpoint.port, configuration: hostClient, group: group)
                             connection = opened
                             await reportTLS(domain: domain, host: endpoint.host, address: endpoint.address,
-                                            policy: endpoint.policy, info: await opened.tlsInfo)
+                                            policy: endpoint.policy, info: await opened.tlsInfo, source: opened.localAddress)
                         } catch let error as SMTPClientError {
                             if case .tlsPolicy(let type, let why) = error {
                                 await reportTLS(domain: domain, host: endpoint.host, address: endpoint.address, policy: endpoint.policy,
@@ -427,7 +427,7 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
                         }
                     }
                     await record(outcomes)
-                    let tls = await active.tlsInfo?.logText ?? "tls=none"
+                    let tls = "policy=\(active.policyLabel) " + (await active.tlsInfo?.logText ?? "tls=none")
                     let delivered = results.filter(\.reply.isPositive).count
                     if delivered > 0 {
                         logger.info("delivered message \(claim.message.id) to \(active.remoteHost) [\(active.remoteAddress)] for \(delivered) recipient(s) \(tls)")
@@ -452,7 +452,8 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
     }
 
     /// One TLS-RPT outcome (RFC 8460 §4) for a session opened, or abandoned for its policy.
-    private func reportTLS(domain: String, host: String, address: String, policy: HostTLSPolicy, info: SMTPClientTLSInfo?) async {
+    private func reportTLS(domain: String, host: String, address: String, policy: HostTLSPolicy, info: SMTPClientTLSInfo?,
+                           source: String? = nil) async {
         guard let sink = tlsReportSink, policy.requirement != .plaintextOnly else { return }
         var failure = info?.failure
         var detail = info?.failureDetail
@@ -463,7 +464,8 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
         let policyDomain = policy.policyType == .tlsa ? host : domain
         await sink.record(TLSSessionOutcome(recipientDomain: domain, policyType: policy.policyType, policyStrings: policy.policyStrings,
                                             policyDomain: policyDomain, mxHostPattern: policy.mxHostPattern, receivingMXHostname: host,
-                                            receivingIP: address, failure: failure, failureDetail: detail, date: clock()))
+                                            receivingIP: address, sendingMTAIP: source, failure: failure, failureDetail: detail,
+                                            date: clock()))
     }
 
     static func replyText(_ error: SMTPClientError, host: String) -> String {

@@ -137,6 +137,10 @@ public actor SMTPClientConnection {
     public private(set) var tlsActive = false
     /// What STARTTLS gave: version, and how (and whether) the peer was authenticated.
     public private(set) var tlsInfo: SMTPClientTLSInfo?
+    /// The transport policy this session was opened under (`dane`, `mta-sts`, `opportunistic`, …).
+    public nonisolated var policyLabel: String { configuration.tlsPolicy?.label ?? (configuration.requireTLS ? "require-tls" : "opportunistic") }
+    /// Our end's address (RFC 8460 §4.4 "sending-mta-ip").
+    public nonisolated var localAddress: String? { channel.localAddress?.ipAddress }
     public private(set) var greeting: SMTPClientReply?
     /// A transaction was left half-way: RSET before the next one.
     private var needsReset = false

@@ -95,6 +95,8 @@ final class OutboundTLSDeliveryTests: XCTestCase {
         XCTAssertEqual(sink.outcomes.first?.policyType, .tlsa)
         XCTAssertNil(sink.outcomes.first?.failure, "\(sink.outcomes)")
         XCTAssertEqual(sink.outcomes.first?.policyDomain, "mx.example.org")
+        XCTAssertEqual(sink.outcomes.first?.receivingIP, "127.0.0.1")
+        XCTAssertEqual(sink.outcomes.first?.sendingMTAIP, "127.0.0.1")
 
         var wrong = StaticResolver(authenticData: true)
         try wrong.add(zone: zone(port: port, tlsa: "3 1 1 \(String(repeating: "ab", count: 32))"))
