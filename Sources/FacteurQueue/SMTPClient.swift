@@ -267,6 +267,7 @@ public actor SMTPClientConnection {
         // MTA-STS testing mode must go on after a failure, and opportunistic TLS takes anything).
         tls.certificateVerification = .noHostnameVerification
         let presented = NIOLockedValueBox<[[UInt8]]>([])
+        let cipher = NIOLockedValueBox<UInt16?>(nil)
         let handshake: EventLoopFuture<Void>
         let context: NIOSSLContext
         do {
@@ -287,6 +288,8 @@ public actor SMTPClientConnection {
                     verified.succeed(.certificateVerified)
                 })
                 try channel.pipeline.syncOperations.addHandlers([handler, TLSHandshakeWatcher(promise: promise)], position: .first)
+                // In front of the TLS handler: it sees the ServerHello as it came.
+                try channel.pipeline.syncOperations.addHandler(ServerHelloCipherObserver(result: cipher), position: .first)
             } catch {
                 promise.fail(error)
                 throw error
@@ -304,7 +307,8 @@ public actor SMTPClientConnection {
         }
         tlsActive = true
         let version = try? await channel.nioSSL_tlsVersion().get()
-        var info = SMTPClientTLSInfo(version: version.flatMap { $0 }.map(Self.versionName) ?? "TLS", verification: .none)
+        var info = SMTPClientTLSInfo(version: version.flatMap { $0 }.map(Self.versionName) ?? "TLS",
+                                     cipher: cipher.withLockedValue { $0 }.map(ServerHelloCipherObserver.name), verification: .none)
         let chain = presented.withLockedValue { $0 }
         if let policy = configuration.tlsPolicy {
             switch policy.requirement {

@@ -164,6 +164,7 @@ final class OutboundTLSEndToEndTests: E2ETestCase {
         guard let world = try startWorld(domain: "dane.test", signed: true, tlsa: { "3 1 1 \($0)" }) else { return }
         try submit(world, subject: "dane-good")
         try waitForDelivery(world, subject: "dane-good")
+        XCTAssertTrue(waitForLog("policy=dane tls=TLSv1.3 cipher=TLS_"), sender?.logExcerpt ?? "")
         XCTAssertTrue(waitForLog("verified=dane-ee"), sender?.logExcerpt ?? "")
     }
 
