@@ -11,6 +11,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import X509
 
 /// RFC 5321 §4.5.4.1: retry no sooner than 30 minutes apart in general; we start sooner (a
 /// greylisting server asks for minutes) and double up to a ceiling.
@@ -53,6 +54,8 @@ public struct QueueConfiguration: Sendable {
     /// How long a claim holds recipients (longer than the slowest attempt).
     public var claimLease: TimeInterval
     public var useStartTLS: Bool
+    /// DANE, MTA-STS, per-domain overrides (TransportPolicy.swift).
+    public var tls = OutboundTLSConfiguration()
 
     public init(hostname: String, routes: [String: QueueRoute] = [:], defaultRoute: QueueRoute = .mx, mxPort: Int = 25,
                 ipv6Enabled: Bool = true, sourceIPv4: String? = nil, sourceIPv6: String? = nil,
@@ -106,11 +109,34 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
     let group: any EventLoopGroup
     /// Signs every message queued here, DSNs included; nil: nothing is signed.
     let signer: (any OutboundMessageSigner)?
+    /// Decides each destination's TLS (DANE, MTA-STS, overrides).
+    let transportPolicy: TransportPolicyResolver
+    /// Gets one outcome per TLS session or policy failure (RFC 8460 reporting).
+    let tlsReportSink: (any TLSReportSink)?
+    /// WebPKI roots: the system's plus `configuration.tls.trustRootsFile`.
+    let trustRoots: CertificateStore?
 
+    /// `mtaSTS`: where MTA-STS policies come from; nil builds the HTTPS fetcher with its durable
+    /// cache from `configuration.tls`.
     public init(store: SQLiteMailStore, resolver: any DNSResolver, configuration: QueueConfiguration,
                 group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, signer: (any OutboundMessageSigner)? = nil,
+                tlsReportSink: (any TLSReportSink)? = nil, mtaSTS: (any MTASTSPolicySource)? = nil,
                 logger: Logger = Logger(label: "facteur.queue"), clock: @escaping @Sendable () -> Date = { Date() }) {
         self.signer = signer
+        self.tlsReportSink = tlsReportSink
+        let tls = configuration.tls
+        let source = mtaSTS ?? MTASTSPolicyCache(resolver: resolver, group: group, cacheFile: tls.mtaSTSCacheFile,
+                                                 port: tls.mtaSTSPort, trustRootsFile: tls.trustRootsFile, logger: logger, clock: clock)
+        self.transportPolicy = TransportPolicyResolver(resolver: resolver, configuration: tls, mtaSTS: source)
+        var roots: CertificateStore?
+        if let file = tls.trustRootsFile {
+            do {
+                roots = try WebPKIVerifier.roots(extraRootsPEM: try String(contentsOfFile: file, encoding: .utf8))
+            } catch {
+                logger.error("cannot read the trust roots \(file): \(error); using the system's only")
+            }
+        }
+        self.trustRoots = roots
         self.store = store
         self.configuration = configuration
         self.router = MXRouter(resolver: resolver, ipv6Enabled: configuration.ipv6Enabled, port: configuration.mxPort)
@@ -240,18 +266,22 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
             return
         }
 
-        let targets: Result<[DeliveryTarget], RoutingFailure>
+        let targets: Result<RoutedTargets, RoutingFailure>
+        var relayed = false
         var clientConfiguration = SMTPClientConfiguration(heloName: configuration.hostname, timeouts: configuration.timeouts,
                                                           sourceIPv4: configuration.sourceIPv4,
                                                           sourceIPv6: configuration.sourceIPv6,
                                                           useStartTLS: configuration.useStartTLS)
         switch route {
         case .relay(let relay):
-            targets = await router.targets(for: relay)
+            // A configured smarthost counts as an authenticated next hop (RFC 8689 §5 asks for its
+            // certificate to be verified, which is done below for REQUIRETLS messages).
+            targets = await router.targets(for: relay).map { RoutedTargets(targets: $0, mxAuthenticated: true) }
+            relayed = true
             clientConfiguration.requireTLS = relay.requireTLS
             if let user = relay.username { clientConfiguration.authentication = (user, relay.password ?? "") }
         default:
-            targets = await router.targets(for: domain)
+            targets = await router.routedTargets(for: domain)
         }
         switch targets {
         case .failure(let failure):
@@ -260,13 +290,15 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
                     ? .failed(reply: failure.reply, host: nil)
                     : .deferred(reply: failure.reply, host: nil, nextAttempt: nextAttempt(for: r, message: claim.message))) })
             }
-        case .success(let list):
-            // One connection per source address: messages of senders with their own source go apart.
+        case .success(let routed):
+            let sts: MTASTSLookup = relayed ? .none : await transportPolicy.lookupMTASTS(domain: domain)
+            // One connection per source address and per TLS demand: messages of senders with their
+            // own source go apart, and so do REQUIRETLS messages (RFC 8689), which need stricter hosts.
             var bySource: [String: [QueueClaim]] = [:]
             var order: [String] = []
             for claim in remaining {
                 let source = configuration.source(for: claim.message.sender)
-                let key = "\(source.ipv4 ?? "")|\(source.ipv6 ?? "")"
+                let key = "\(source.ipv4 ?? "")|\(source.ipv6 ?? "")|\(claim.message.tlsDemand)"
                 if bySource[key] == nil { order.append(key) }
                 bySource[key, default: []].append(claim)
             }
@@ -274,14 +306,44 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
                 guard let claims = bySource[key], let first = claims.first else { continue }
                 var client = clientConfiguration
                 (client.sourceIPv4, client.sourceIPv6) = configuration.source(for: first.message.sender)
-                await deliver(claims, to: list, configuration: client)
+                let demand = first.message.tlsDemand
+                let decision: TransportPolicyDecision
+                if relayed {
+                    let policy: HostTLSPolicy? = demand == .requireTLS ? HostTLSPolicy(requirement: .webPKI) : nil
+                    decision = TransportPolicyDecision(targets: routed.targets.map {
+                        PolicedTarget(target: $0, policy: policy ?? HostTLSPolicy(requirement: client.requireTLS ? .encrypted
+                            : (client.useStartTLS ? .opportunistic : .plaintextOnly), enforced: client.requireTLS))
+                    }, failureReply: nil, permanent: false, outcomes: [])
+                } else {
+                    decision = await transportPolicy.decide(domain: domain, routed: routed, sts: sts, demand: demand, now: clock())
+                }
+                for outcome in decision.outcomes {
+                    logger.info("\(domain): TLS policy failure (\(outcome.policyType.rawValue), \(outcome.failure?.rawValue ?? "")): \(outcome.failureDetail ?? "")")
+                    await tlsReportSink?.record(outcome)
+                }
+                guard !decision.targets.isEmpty else {
+                    let reply = decision.failureReply ?? "451 4.7.5 no usable mail host for \(domain)"
+                    logger.info("\(domain): \(reply)")
+                    for claim in claims {
+                        await record(claim.recipients.map { r in (r.id, decision.permanent
+                            ? .failed(reply: reply, host: nil)
+                            : .deferred(reply: reply, host: nil, nextAttempt: nextAttempt(for: r, message: claim.message))) })
+                    }
+                    continue
+                }
+                await deliver(claims, to: decision.targets, domain: domain, configuration: client)
             }
         }
     }
 
-    private func deliver(_ claims: [QueueClaim], to targets: [DeliveryTarget], configuration client: SMTPClientConfiguration) async {
-        var endpoints: [(host: String, address: String, port: Int)] = []
-        for target in targets { for address in target.addresses { endpoints.append((target.hostname, address, target.port)) } }
+    private func deliver(_ claims: [QueueClaim], to targets: [PolicedTarget], domain: String,
+                         configuration client: SMTPClientConfiguration) async {
+        var endpoints: [(host: String, address: String, port: Int, policy: HostTLSPolicy)] = []
+        for policed in targets {
+            for address in policed.target.addresses {
+                endpoints.append((policed.target.hostname, address, policed.target.port, policed.policy))
+            }
+        }
         var nextEndpoint = 0
         var connection: SMTPClientConnection?
         var lastError = "451 4.4.1 no answer from any mail host"
@@ -304,7 +366,8 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
                 recipients: claim.recipients.map { SMTPClientRecipient(address: $0.address, notify: $0.notify?.parameterValue,
                                                                        originalRecipient: $0.originalRecipient) },
                 requiresSMTPUTF8: claim.message.requiresSMTPUTF8, has8BitData: claim.message.has8BitData,
-                envelopeID: claim.message.envelopeID, ret: claim.message.ret?.rawValue)
+                envelopeID: claim.message.envelopeID, ret: claim.message.ret?.rawValue,
+                requireTLS: claim.message.tlsDemand == .requireTLS)
             var done = false
             while !done {
                 var usable = false
@@ -315,10 +378,20 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
                     while connection == nil, nextEndpoint < endpoints.count {
                         let endpoint = endpoints[nextEndpoint]
                         nextEndpoint += 1
+                        var hostClient = client
+                        hostClient.tlsPolicy = endpoint.policy
+                        hostClient.trustRoots = trustRoots
                         do {
-                            connection = try await SMTPClientConnection.open(hostname: endpoint.host, address: endpoint.address,
-                                                                             port: endpoint.port, configuration: client, group: group)
+                            let opened = try await SMTPClientConnection.open(hostname: endpoint.host, address: endpoint.address,
+                                                                             port: endpoint.port, configuration: hostClient, group: group)
+                            connection = opened
+                            await reportTLS(domain: domain, host: endpoint.host, address: endpoint.address,
+                                            policy: endpoint.policy, info: await opened.tlsInfo, source: opened.localAddress)
                         } catch let error as SMTPClientError {
+                            if case .tlsPolicy(let type, let why) = error {
+                                await reportTLS(domain: domain, host: endpoint.host, address: endpoint.address, policy: endpoint.policy,
+                                                info: SMTPClientTLSInfo(version: nil, verification: .none, failure: type, failureDetail: why))
+                            }
                             lastError = Self.replyText(error, host: endpoint.host)
                             if !error.isPermanent { allPermanent = false }
                             logger.info("\(endpoint.host) [\(endpoint.address)]: \(error)")
@@ -354,6 +427,11 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
                         }
                     }
                     await record(outcomes)
+                    let tls = "policy=\(active.policyLabel) " + (await active.tlsInfo?.logText ?? "tls=none")
+                    let delivered = results.filter(\.reply.isPositive).count
+                    if delivered > 0 {
+                        logger.info("delivered message \(claim.message.id) to \(active.remoteHost) [\(active.remoteAddress)] for \(delivered) recipient(s) \(tls)")
+                    }
                     // RFC 3461 §5.2.2: a server without DSN cannot report success; we do, as "relayed".
                     if !(await active.extensions.has("DSN")) {
                         await reportSuccess(claim.message, zip(claim.recipients, results).filter { $0.1.reply.isPositive }
@@ -373,9 +451,27 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
         }
     }
 
+    /// One TLS-RPT outcome (RFC 8460 §4) for a session opened, or abandoned for its policy.
+    private func reportTLS(domain: String, host: String, address: String, policy: HostTLSPolicy, info: SMTPClientTLSInfo?,
+                           source: String? = nil) async {
+        guard let sink = tlsReportSink, policy.requirement != .plaintextOnly else { return }
+        var failure = info?.failure
+        var detail = info?.failureDetail
+        if info == nil, failure == nil {
+            failure = .starttlsNotSupported
+            detail = "\(host) does not offer STARTTLS"
+        }
+        let policyDomain = policy.policyType == .tlsa ? host : domain
+        await sink.record(TLSSessionOutcome(recipientDomain: domain, policyType: policy.policyType, policyStrings: policy.policyStrings,
+                                            policyDomain: policyDomain, mxHostPattern: policy.mxHostPattern, receivingMXHostname: host,
+                                            receivingIP: address, sendingMTAIP: source, failure: failure, failureDetail: detail,
+                                            date: clock()))
+    }
+
     static func replyText(_ error: SMTPClientError, host: String) -> String {
         switch error {
         case .rejected(_, let reply): return "\(reply.description) (from \(host))"
+        case .tlsPolicy(_, let why): return "451 4.7.5 \(host): TLS policy not met: \(why)"
         default: return "451 4.4.2 \(host): \(error)"
         }
     }

@@ -36,6 +36,16 @@ public struct DeliveryTarget: Sendable, Equatable {
     public var port: Int
 }
 
+/// The hosts of a domain and whether its MX RRset (or its proven absence, for the implicit MX)
+/// was validated with DNSSEC: DANE applies only then (RFC 7672 §2.2.1).
+public struct RoutedTargets: Sendable, Equatable {
+    public var targets: [DeliveryTarget]
+    public var mxAuthenticated: Bool
+    public init(targets: [DeliveryTarget], mxAuthenticated: Bool) {
+        self.targets = targets; self.mxAuthenticated = mxAuthenticated
+    }
+}
+
 /// Why no host could be found.
 public struct RoutingFailure: Error, Sendable, Equatable {
     public var permanent: Bool
@@ -58,6 +68,11 @@ public struct MXRouter: Sendable {
 
     /// The hosts for `domain` by MX preference (or the implicit MX), each with its addresses.
     public func targets(for domain: String) async -> Result<[DeliveryTarget], RoutingFailure> {
+        await routedTargets(for: domain).map(\.targets)
+    }
+
+    /// `targets(for:)` with the AD bit of the MX answer.
+    public func routedTargets(for domain: String) async -> Result<RoutedTargets, RoutingFailure> {
         let name: DNSName
         do {
             name = try DNSName(domain)
@@ -65,8 +80,14 @@ public struct MXRouter: Sendable {
             return .failure(RoutingFailure(permanent: true, reply: "550 5.1.2 bad destination domain \(domain)"))
         }
         var hosts: [DNSName]
+        var authenticated = false
         do {
-            let records = try await resolver.mx(name)
+            let answer = try await resolver.query(name: name, type: .mx)
+            authenticated = answer.authenticData
+            let records = answer.records.compactMap { record -> MXRecord? in
+                if case .mx(let mx) = record.data { return mx }
+                return nil
+            }.sorted { $0.preference < $1.preference }
             // RFC 7505 §3: a null MX means the domain accepts no mail at all.
             if records.contains(where: \.isNullMX) {
                 return .failure(RoutingFailure(permanent: true,
@@ -75,9 +96,10 @@ public struct MXRouter: Sendable {
             hosts = records.map(\.exchange)
         } catch {
             switch error {
-            case .noData:
+            case .noData(let negative):
                 // RFC 5321 §5.1: no MX, the domain itself is the implicit MX.
                 hosts = [name]
+                authenticated = negative.authenticData
             case .nxdomain:
                 return .failure(RoutingFailure(permanent: true, reply: "550 5.1.2 domain \(domain) does not exist"))
             default:
@@ -111,7 +133,7 @@ public struct MXRouter: Sendable {
             // An MX pointing at names without addresses is usually a transient mistake.
             return .failure(RoutingFailure(permanent: false, reply: "451 4.4.4 the mail hosts of \(domain) have no usable address"))
         }
-        return .success(targets)
+        return .success(RoutedTargets(targets: targets, mxAuthenticated: authenticated))
     }
 
     /// IPv6 first (when enabled), then IPv4. The error is the worst seen when nothing was found.

@@ -1,6 +1,7 @@
 // The SMTP client used for outbound delivery, on SwiftNIO: RFC 5321 client side (greeting,
 // EHLO with HELO fallback, MAIL/RCPT/DATA, dot-stuffing §4.5.2, timeouts §4.5.3.2), RFC 3207
-// STARTTLS (opportunistic: the certificate is not verified here; MTA-STS/DANE come later),
+// STARTTLS (opportunistic, or authenticated as the transport policy asks: DANE RFC 7672 §3,
+// WebPKI for MTA-STS RFC 8461 §4.2), RFC 8689 REQUIRETLS on MAIL FROM,
 // RFC 2920 PIPELINING, RFC 3030 CHUNKING (BDAT), RFC 1870 SIZE, RFC 6152 8BITMIME,
 // RFC 6531 SMTPUTF8, RFC 3461 DSN parameters, RFC 4954 AUTH PLAIN (smarthosts, over TLS only).
 
@@ -10,6 +11,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import NIOTLS
+import X509
 
 /// RFC 5321 §4.5.3.2 timeouts, per stage. Tests shorten them.
 public struct SMTPClientTimeouts: Sendable, Equatable {
@@ -38,6 +40,9 @@ public enum SMTPClientError: Error, Sendable, Equatable, CustomStringConvertible
     case protocolViolation(String)
     /// The server answered a session-level command (greeting, EHLO, STARTTLS, AUTH) with a failure.
     case rejected(stage: String, SMTPClientReply)
+    /// The transport policy (DANE, MTA-STS, an override, REQUIRETLS) was not met: the session was
+    /// abandoned before any mail was sent. The type is RFC 8460's.
+    case tlsPolicy(TLSFailureType, String)
 
     public var description: String {
         switch self {
@@ -46,6 +51,7 @@ public enum SMTPClientError: Error, Sendable, Equatable, CustomStringConvertible
         case .connectionClosed(let stage): return "connection closed during \(stage)"
         case .protocolViolation(let why): return "protocol error: \(why)"
         case .rejected(let stage, let reply): return "\(stage) rejected: \(reply)"
+        case .tlsPolicy(let type, let why): return "TLS policy not met (\(type.rawValue)): \(why)"
         }
     }
 
@@ -76,10 +82,12 @@ public struct SMTPClientEnvelope: Sendable, Equatable {
     public var envelopeID: String?
     /// `FULL` or `HDRS`.
     public var ret: String?
+    /// RFC 8689 §5: send `REQUIRETLS` on MAIL FROM; a server without the extension gets nothing.
+    public var requireTLS: Bool
     public init(sender: String, recipients: [SMTPClientRecipient], requiresSMTPUTF8: Bool = false, has8BitData: Bool = false,
-                envelopeID: String? = nil, ret: String? = nil) {
+                envelopeID: String? = nil, ret: String? = nil, requireTLS: Bool = false) {
         self.sender = sender; self.recipients = recipients; self.requiresSMTPUTF8 = requiresSMTPUTF8
-        self.has8BitData = has8BitData; self.envelopeID = envelopeID; self.ret = ret
+        self.has8BitData = has8BitData; self.envelopeID = envelopeID; self.ret = ret; self.requireTLS = requireTLS
     }
 }
 
@@ -105,6 +113,10 @@ public struct SMTPClientConfiguration: Sendable {
     public var requireTLS: Bool
     /// AUTH PLAIN credentials (RFC 4954, RFC 4616), sent only over TLS.
     public var authentication: (username: String, password: String)?
+    /// The transport policy for this host (DANE, MTA-STS, override); nil: `useStartTLS`/`requireTLS` alone.
+    public var tlsPolicy: HostTLSPolicy?
+    /// Roots for WebPKI checks (system roots plus configured ones).
+    public var trustRoots: CertificateStore?
 
     public init(heloName: String, timeouts: SMTPClientTimeouts = .init(), sourceIPv4: String? = nil, sourceIPv6: String? = nil,
                 useStartTLS: Bool = true, requireTLS: Bool = false, authentication: (username: String, password: String)? = nil) {
@@ -123,6 +135,12 @@ public actor SMTPClientConnection {
     let configuration: SMTPClientConfiguration
     public private(set) var extensions = SMTPServerExtensions()
     public private(set) var tlsActive = false
+    /// What STARTTLS gave: version, and how (and whether) the peer was authenticated.
+    public private(set) var tlsInfo: SMTPClientTLSInfo?
+    /// The transport policy this session was opened under (`dane`, `mta-sts`, `opportunistic`, …).
+    public nonisolated var policyLabel: String { configuration.tlsPolicy?.label ?? (configuration.requireTLS ? "require-tls" : "opportunistic") }
+    /// Our end's address (RFC 8460 §4.4 "sending-mta-ip").
+    public nonisolated var localAddress: String? { channel.localAddress?.ipAddress }
     public private(set) var greeting: SMTPClientReply?
     /// A transaction was left half-way: RSET before the next one.
     private var needsReset = false
@@ -187,7 +205,12 @@ public actor SMTPClientConnection {
         self.greeting = greeting
         guard greeting.code == 220 else { throw SMTPClientError.rejected(stage: "greeting", greeting) }
         try await hello()
-        if configuration.useStartTLS || configuration.requireTLS, extensions.has("STARTTLS") {
+        let requirement = configuration.tlsPolicy?.requirement
+        let enforced = configuration.tlsPolicy?.enforced ?? false
+        let mustEncrypt = configuration.requireTLS || (enforced && requirement?.needsTLS == true)
+        let tryTLS = requirement.map { $0.needsTLS || ($0 == .opportunistic && configuration.useStartTLS) }
+            ?? (configuration.useStartTLS || configuration.requireTLS)
+        if tryTLS, extensions.has("STARTTLS") {
             let ready = try await command("STARTTLS", stage: "STARTTLS", timeout: configuration.timeouts.command)
             if ready.code == 220 {
                 try await startTLS()
@@ -196,10 +219,20 @@ public actor SMTPClientConnection {
                 try await hello()
             } else if configuration.requireTLS {
                 throw SMTPClientError.rejected(stage: "STARTTLS", ready)
+            } else if mustEncrypt {
+                throw SMTPClientError.tlsPolicy(.starttlsNotSupported, "\(remoteHost) refused STARTTLS: \(ready)")
             }
+        }
+        if !tlsActive, let requirement, requirement.needsTLS {
+            // Nothing negotiated where the policy wants TLS (RFC 8460 "starttls-not-supported").
+            tlsInfo = SMTPClientTLSInfo(version: nil, verification: .none, failure: .starttlsNotSupported,
+                                        failureDetail: "\(remoteHost) does not offer STARTTLS")
         }
         if configuration.requireTLS, !tlsActive {
             throw SMTPClientError.protocolViolation("\(remoteHost) does not offer STARTTLS, which this route requires")
+        }
+        if mustEncrypt, !tlsActive {
+            throw SMTPClientError.tlsPolicy(.starttlsNotSupported, "\(remoteHost) does not offer STARTTLS, which its TLS policy requires")
         }
         if let credentials = configuration.authentication {
             guard tlsActive else {
@@ -229,9 +262,12 @@ public actor SMTPClientConnection {
 
     private func startTLS() async throws {
         var tls = TLSConfiguration.makeClientConfiguration()
-        // Opportunistic TLS (RFC 3207 as practised between MTAs): encrypt, do not authenticate.
-        // MTA-STS (RFC 8461) and DANE (RFC 7672) will decide when verification is required.
-        tls.certificateVerification = .none
+        // BoringSSL does not judge the certificate: the callback below only keeps the chain as the
+        // server sent it, and the transport policy decides afterwards (DANE needs its own matching,
+        // MTA-STS testing mode must go on after a failure, and opportunistic TLS takes anything).
+        tls.certificateVerification = .noHostnameVerification
+        let presented = NIOLockedValueBox<[[UInt8]]>([])
+        let cipher = NIOLockedValueBox<UInt16?>(nil)
         let handshake: EventLoopFuture<Void>
         let context: NIOSSLContext
         do {
@@ -245,8 +281,15 @@ public actor SMTPClientConnection {
         // sends nothing between its 220 and our ClientHello, so no byte can slip past TLS.
         handshake = channel.eventLoop.submit { [channel] in
             do {
-                let handler = try NIOSSLClientHandler(context: context, serverHostname: sni)
+                let handler = try NIOSSLClientHandler(context: context, serverHostname: sni, customVerificationCallback: {
+                    (certificates: [NIOSSLCertificate], verified: EventLoopPromise<NIOSSLVerificationResult>) in
+                    let chain = certificates.prefix(DANEVerifier.maxChainLength).compactMap { try? $0.toDERBytes() }
+                    presented.withLockedValue { $0 = chain }
+                    verified.succeed(.certificateVerified)
+                })
                 try channel.pipeline.syncOperations.addHandlers([handler, TLSHandshakeWatcher(promise: promise)], position: .first)
+                // In front of the TLS handler: it sees the ServerHello as it came.
+                try channel.pipeline.syncOperations.addHandler(ServerHelloCipherObserver(result: cipher), position: .first)
             } catch {
                 promise.fail(error)
                 throw error
@@ -263,6 +306,46 @@ public actor SMTPClientConnection {
             throw SMTPClientError.connectionClosed("TLS handshake with \(remoteHost): \(error)")
         }
         tlsActive = true
+        let version = try? await channel.nioSSL_tlsVersion().get()
+        var info = SMTPClientTLSInfo(version: version.flatMap { $0 }.map(Self.versionName) ?? "TLS",
+                                     cipher: cipher.withLockedValue { $0 }.map(ServerHelloCipherObserver.name), verification: .none)
+        let chain = presented.withLockedValue { $0 }
+        if let policy = configuration.tlsPolicy {
+            switch policy.requirement {
+            case .dane(let records, let names):
+                switch await DANEVerifier.verify(chain: chain, records: records, referenceNames: names) {
+                case .verified(let how): info.verification = how
+                case .failed(let why): info.failure = .validationFailure; info.failureDetail = "\(remoteHost): \(why)"
+                }
+            case .webPKI:
+                let roots = configuration.trustRoots ?? CertificateStore.systemTrustRoots
+                let (valid, failure, detail) = await WebPKIVerifier.verify(chain: chain, hostname: remoteHost, roots: roots)
+                if valid {
+                    info.verification = .webPKI
+                } else {
+                    info.failure = failure ?? .validationFailure
+                    info.failureDetail = detail
+                }
+            case .plaintextOnly, .opportunistic, .encrypted:
+                break
+            }
+        }
+        tlsInfo = info
+        if let failure = info.failure, configuration.tlsPolicy?.enforced == true {
+            // RFC 7672 §2.2, RFC 8461 §5: an authentication failure never falls back to plaintext.
+            broken = true
+            channel.close(promise: nil)
+            throw SMTPClientError.tlsPolicy(failure, info.failureDetail ?? "certificate not accepted")
+        }
+    }
+
+    static func versionName(_ version: TLSVersion) -> String {
+        switch version {
+        case .tlsv1: return "TLSv1"
+        case .tlsv11: return "TLSv1.1"
+        case .tlsv12: return "TLSv1.2"
+        case .tlsv13: return "TLSv1.3"
+        }
     }
 
     static func isIPLiteral(_ host: String) -> Bool {
@@ -293,11 +376,17 @@ public actor SMTPClientConnection {
             let reply = SMTPClientReply(code: 552, lines: ["5.3.4 message of \(message.count) octets exceeds \(remoteHost)'s fixed limit of \(limit)"])
             return envelope.recipients.map { _ in SMTPRecipientResult(reply: reply, local: true) }
         }
+        // RFC 8689 §5: a REQUIRETLS message goes only to a server that supports it.
+        if envelope.requireTLS, !extensions.has("REQUIRETLS") {
+            let reply = SMTPClientReply(code: 550, lines: ["5.7.30 REQUIRETLS support required: \(remoteHost) does not offer REQUIRETLS"])
+            return envelope.recipients.map { _ in SMTPRecipientResult(reply: reply, local: true) }
+        }
         let dsn = extensions.has("DSN")
         var mail = "MAIL FROM:<\(envelope.sender)>"
         if extensions.has("SIZE") { mail += " SIZE=\(message.count)" }
         if envelope.has8BitData, extensions.has("8BITMIME") { mail += " BODY=8BITMIME" }
         if envelope.requiresSMTPUTF8 { mail += " SMTPUTF8" }
+        if envelope.requireTLS { mail += " REQUIRETLS" }
         if dsn, let ret = envelope.ret { mail += " RET=\(ret)" }
         if dsn, let envid = envelope.envelopeID { mail += " ENVID=\(envid)" }
         let rcpts = envelope.recipients.map { r -> String in
@@ -432,6 +521,34 @@ public actor SMTPClientConnection {
             channel.close(promise: nil)
             throw error
         }
+    }
+}
+
+/// What one STARTTLS gave, for the delivery log and the TLS report.
+public struct SMTPClientTLSInfo: Sendable, Equatable {
+    /// `TLSv1.3`; nil when no TLS was negotiated.
+    public var version: String?
+    /// The cipher suite's IANA name, when the TLS library tells it (swift-nio-ssl does not yet).
+    public var cipher: String?
+    public var verification: TLSPeerVerification
+    /// Set when the policy's check failed (enforced: the session was abandoned; testing: it went on).
+    public var failure: TLSFailureType?
+    public var failureDetail: String?
+
+    public init(version: String?, cipher: String? = nil, verification: TLSPeerVerification,
+                failure: TLSFailureType? = nil, failureDetail: String? = nil) {
+        self.version = version; self.cipher = cipher; self.verification = verification
+        self.failure = failure; self.failureDetail = failureDetail
+    }
+
+    /// `tls=TLSv1.3 verified=dane-ee` (or `tls=none`).
+    public var logText: String {
+        guard let version else { return "tls=none" }
+        var text = "tls=\(version)"
+        if let cipher { text += " cipher=\(cipher)" }
+        text += " verified=\(verification.rawValue)"
+        if let failure { text += " policy-failure=\(failure.rawValue)" }
+        return text
     }
 }
 

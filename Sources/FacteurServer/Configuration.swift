@@ -143,6 +143,7 @@ public struct ServerConfiguration: Sendable {
     public var deliverySourceIPv4: String?
     public var deliverySourceIPv6: String?
     public var deliverySourceByDomain: [String: (ipv4: String?, ipv6: String?)] = [:]
+    public var deliveryTLS = DeliveryTLSSettings()
     /// Routes by destination domain ("*": the default route).
     public var routes: [RouteConfiguration] = []
     /// Development defaults (DESIGN.md): unprivileged loopback ports, so a first run needs no root.
@@ -273,6 +274,7 @@ extension ServerConfiguration {
                 }
                 try sources.finish()
             }
+            try config.parseDeliveryTLS(&delivery, file: file)
             try delivery.finish()
         }
         if let routes = try reader.tableArray("route") {
@@ -390,6 +392,7 @@ extension ServerConfiguration {
         queue.sourceIPv4 = deliverySourceIPv4
         queue.sourceIPv6 = deliverySourceIPv6
         queue.sourceBySenderDomain = deliverySourceByDomain
+        applyDeliveryTLS(to: &queue)
         for route in routes {
             let target: QueueRoute
             switch route.target {

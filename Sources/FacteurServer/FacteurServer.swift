@@ -205,10 +205,16 @@ public enum FacteurServer {
     /// The resolvers: `dns_servers` from the config, else /etc/resolv.conf.
     static func dnsConfiguration(_ configuration: ServerConfiguration) throws -> DNSClientConfiguration {
         guard !configuration.dnsServers.isEmpty else { return try DNSClientConfiguration.system() }
-        return DNSClientConfiguration(servers: try configuration.dnsServers.map { spec in
+        let servers = try configuration.dnsServers.map { spec in
             let (host, port) = ServerConfiguration.splitHostPort(spec, defaultPort: 53)
             return try SocketAddress(ipAddress: host, port: port)
-        })
+        }
+        // RFC 7672 §1.3: the AD bit is believed only from a resolver on this host (loopback).
+        let local = configuration.dnsServers.allSatisfy { spec in
+            let host = ServerConfiguration.splitHostPort(spec, defaultPort: 53).0
+            return host.hasPrefix("127.") || host == "::1"
+        }
+        return DNSClientConfiguration(servers: servers, trustAuthenticData: local)
     }
 
     /// A domain without DKIM keys gets an Ed25519 and an RSA key, and the records to publish are
