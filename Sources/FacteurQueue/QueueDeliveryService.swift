@@ -53,6 +53,10 @@ public struct QueueConfiguration: Sendable {
     /// How long a claim holds recipients (longer than the slowest attempt).
     public var claimLease: TimeInterval
     public var useStartTLS: Bool
+    /// How long a connection stays open, idle, after a pass for the next pass to the same
+    /// destination to reuse (RFC 5321 §3.3: several transactions per session); zero: no reuse
+    /// across passes.
+    public var connectionIdleTime: Duration = .seconds(5)
 
     public init(hostname: String, routes: [String: QueueRoute] = [:], defaultRoute: QueueRoute = .mx, mxPort: Int = 25,
                 ipv6Enabled: Bool = true, sourceIPv4: String? = nil, sourceIPv6: String? = nil,
@@ -106,6 +110,8 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
     let group: any EventLoopGroup
     /// Signs every message queued here, DSNs included; nil: nothing is signed.
     let signer: (any OutboundMessageSigner)?
+    /// Sessions left open by one pass for the next.
+    let connections: SMTPConnectionCache
 
     public init(store: SQLiteMailStore, resolver: any DNSResolver, configuration: QueueConfiguration,
                 group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, signer: (any OutboundMessageSigner)? = nil,
@@ -117,6 +123,9 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
         self.clock = clock
         self.logger = logger
         self.group = group
+        self.connections = SMTPConnectionCache(idleLimit: configuration.connectionIdleTime,
+                                               capacity: configuration.connectionIdleTime > .zero
+                                                   ? configuration.maxConcurrentDeliveries : 0)
     }
 
     /// Queues a message (durably) and wakes the worker. Use this from SMTP submission.
@@ -156,6 +165,13 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
             }
             await wakeup.wait(timeout: wait)
         }
+        await connections.closeAll()
+    }
+
+    /// Says QUIT on the sessions kept open between passes (after `runOnce` in tests; `run()`
+    /// does it when it stops).
+    public func closeIdleConnections() async {
+        await connections.closeAll()
     }
 
     /// One pass: claim what is due, deliver it, record outcomes, send DSNs, drop finished
@@ -283,10 +299,11 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
         var endpoints: [(host: String, address: String, port: Int)] = []
         for target in targets { for address in target.addresses { endpoints.append((target.hostname, address, target.port)) } }
         var nextEndpoint = 0
-        var connection: SMTPClientConnection?
+        // A session the previous pass left open to the same hosts, the same way, comes first.
+        let cacheKey = connectionKey(claims.first?.domain ?? "", endpoints: endpoints, configuration: client)
+        var connection: SMTPClientConnection? = connections.take(cacheKey)
         var lastError = "451 4.4.1 no answer from any mail host"
         var allPermanent = true
-        defer { if let connection { Task { await connection.quit() } } }
 
         for claim in claims {
             let bytes: [UInt8]
@@ -371,6 +388,19 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
                 }
             }
         }
+        if let connection { await connections.park(connection, key: cacheKey) }
+    }
+
+    /// What a kept session must match to be reused: the destination (its route, and so its
+    /// policy), every host and address it may have reached, the source addresses, and how it
+    /// was set up (TLS required, credentials).
+    func connectionKey(_ domain: String, endpoints: [(host: String, address: String, port: Int)],
+                       configuration client: SMTPClientConfiguration) -> String {
+        var key = destinationKey(domain)
+        for endpoint in endpoints { key += "|\(endpoint.host)[\(endpoint.address)]:\(endpoint.port)" }
+        key += "|\(client.sourceIPv4 ?? "")|\(client.sourceIPv6 ?? "")|\(client.useStartTLS)|\(client.requireTLS)"
+        key += "|\(client.authentication?.username ?? "")"
+        return key
     }
 
     static func replyText(_ error: SMTPClientError, host: String) -> String {
