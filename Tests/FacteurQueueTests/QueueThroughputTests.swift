@@ -43,6 +43,7 @@ final class QueueThroughputTests: XCTestCase {
         input.envelopeID = "env-42"
         input.ret = .full
         input.account = "a@example.net"
+        input.tlsDemand = .requireTLS
         input.message = .memory(crlf("From: a@example.net\nSubject: caf\u{E9}\n\nbody \u{E9}\n"))
         let now = Date(timeIntervalSince1970: 1_800_000_123.25)
         let returned = try await store.enqueue(input, now: now, times: QueueTimes(lifetime: 3600, delayWarning: 600))
@@ -50,6 +51,7 @@ final class QueueThroughputTests: XCTestCase {
         XCTAssertEqual(returned, read)
         XCTAssertEqual(returned.recipients.map(\.domain), ["example.org", "example.com"])
         XCTAssertTrue(returned.has8BitData)
+        XCTAssertEqual(returned.tlsDemand, .requireTLS)
         let noWarning = try await store.enqueue(submission(["d@example.org"]), now: now,
                                                 times: QueueTimes(lifetime: 60, delayWarning: nil))
         let readAgain = try await store.queuedMessage(id: noWarning.id)
