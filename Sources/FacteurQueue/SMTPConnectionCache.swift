@@ -89,7 +89,10 @@ final class SMTPConnectionCache: Sendable {
             s.count = 0
             return all
         }
-        for connection in all { await connection.quit() }
+        // Side by side: a server slow to answer QUIT holds up only its own session.
+        await withTaskGroup(of: Void.self) { group in
+            for connection in all { group.addTask { await connection.quit() } }
+        }
     }
 
     /// Closes what waited longer than `idleLimit`, then sleeps until the next one would, while
