@@ -29,28 +29,42 @@ public struct DKIMBodyHasher: Sendable {
 
     /// Feeds body bytes (CRLF line endings, as on the wire after dot-unstuffing).
     public mutating func update<Bytes: Sequence>(_ chunk: Bytes) where Bytes.Element == UInt8 {
-        let relaxed = canonicalization == .relaxed
-        for byte in chunk {
-            if pendingCR {
-                pendingCR = false
-                if byte == 0x0A {
-                    endLine()
-                    continue
-                }
-                content(0x0D)
-            }
-            switch byte {
-            case 0x0D:
-                pendingCR = true
-            case 0x20 where relaxed, 0x09 where relaxed:
-                // §3.4.4: runs of WSP become one SP; WSP at the end of a line is dropped.
-                pendingSpace = true
-            default:
-                content(byte)
-            }
-            if output.count >= 4096 { flush() }
-        }
+        // Callers in other modules get this generic unspecialized: each byte then goes through
+        // witness tables, which costs far more than the hashing. Contiguous chunks (arrays,
+        // slices, Data) take the non-generic loop instead.
+        let done: Void? = chunk.withContiguousStorageIfAvailable { update(buffer: $0) }
+        guard done == nil else { return }
+        for byte in chunk { consume(byte) }
         flush()
+    }
+
+    /// The same for a buffer of bytes: the loop every contiguous chunk runs.
+    public mutating func update(buffer: UnsafeBufferPointer<UInt8>) {
+        for byte in buffer { consume(byte) }
+        flush()
+    }
+
+    @inline(__always)
+    private mutating func consume(_ byte: UInt8) {
+        let relaxed = canonicalization == .relaxed
+        if pendingCR {
+            pendingCR = false
+            if byte == 0x0A {
+                endLine()
+                return
+            }
+            content(0x0D)
+        }
+        switch byte {
+        case 0x0D:
+            pendingCR = true
+        case 0x20 where relaxed, 0x09 where relaxed:
+            // §3.4.4: runs of WSP become one SP; WSP at the end of a line is dropped.
+            pendingSpace = true
+        default:
+            content(byte)
+        }
+        if output.count >= 4096 { flush() }
     }
 
     private mutating func content(_ byte: UInt8) {

@@ -56,6 +56,10 @@ public struct QueueConfiguration: Sendable {
     public var useStartTLS: Bool
     /// DANE, MTA-STS, per-domain overrides (TransportPolicy.swift).
     public var tls = OutboundTLSConfiguration()
+    /// How long a connection stays open, idle, after a pass for the next pass to the same
+    /// destination to reuse (RFC 5321 §3.3: several transactions per session); zero: no reuse
+    /// across passes.
+    public var connectionIdleTime: Duration = .seconds(5)
 
     public init(hostname: String, routes: [String: QueueRoute] = [:], defaultRoute: QueueRoute = .mx, mxPort: Int = 25,
                 ipv6Enabled: Bool = true, sourceIPv4: String? = nil, sourceIPv6: String? = nil,
@@ -115,6 +119,8 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
     let tlsReportSink: (any TLSReportSink)?
     /// WebPKI roots: the system's plus `configuration.tls.trustRootsFile`.
     let trustRoots: CertificateStore?
+    /// Sessions left open by one pass for the next.
+    let connections: SMTPConnectionCache
 
     /// `mtaSTS`: where MTA-STS policies come from; nil builds the HTTPS fetcher with its durable
     /// cache from `configuration.tls`.
@@ -143,6 +149,9 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
         self.clock = clock
         self.logger = logger
         self.group = group
+        self.connections = SMTPConnectionCache(idleLimit: configuration.connectionIdleTime,
+                                               capacity: configuration.connectionIdleTime > .zero
+                                                   ? configuration.maxConcurrentDeliveries : 0)
     }
 
     /// Queues a message (durably) and wakes the worker. Use this from SMTP submission.
@@ -182,6 +191,13 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
             }
             await wakeup.wait(timeout: wait)
         }
+        await connections.closeAll()
+    }
+
+    /// Says QUIT on the sessions kept open between passes (after `runOnce` in tests; `run()`
+    /// does it when it stops).
+    public func closeIdleConnections() async {
+        await connections.closeAll()
     }
 
     /// One pass: claim what is due, deliver it, record outcomes, send DSNs, drop finished
@@ -345,10 +361,12 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
             }
         }
         var nextEndpoint = 0
-        var connection: SMTPClientConnection?
+        // A session the previous pass left open to the same hosts, the same way, comes first.
+        let cacheKey = connectionKey(claims.first?.domain ?? "", endpoints: endpoints,
+                                     demand: claims.first?.message.tlsDemand ?? .standard, configuration: client)
+        var connection: SMTPClientConnection? = connections.take(cacheKey)
         var lastError = "451 4.4.1 no answer from any mail host"
         var allPermanent = true
-        defer { if let connection { Task { await connection.quit() } } }
 
         for claim in claims {
             let bytes: [UInt8]
@@ -449,6 +467,22 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
                 }
             }
         }
+        if let connection { await connections.park(connection, key: cacheKey) }
+    }
+
+    /// What a kept session must match to be reused: the destination (its route), every host and
+    /// address it may have reached with the TLS policy each was held to (DANE, MTA-STS, overrides),
+    /// the messages' own TLS demand (REQUIRETLS), the source addresses, and how it was set up (TLS
+    /// required, credentials) — a session never carries a message with weaker TLS than it demands.
+    func connectionKey(_ domain: String, endpoints: [(host: String, address: String, port: Int, policy: HostTLSPolicy)],
+                       demand: MessageTLSDemand, configuration client: SMTPClientConfiguration) -> String {
+        var key = destinationKey(domain) + "|\(demand.rawValue)"
+        for endpoint in endpoints {
+            key += "|\(endpoint.host)[\(endpoint.address)]:\(endpoint.port)/\(endpoint.policy.requirement)/\(endpoint.policy.enforced)"
+        }
+        key += "|\(client.sourceIPv4 ?? "")|\(client.sourceIPv6 ?? "")|\(client.useStartTLS)|\(client.requireTLS)"
+        key += "|\(client.authentication?.username ?? "")"
+        return key
     }
 
     /// One TLS-RPT outcome (RFC 8460 §4) for a session opened, or abandoned for its policy.

@@ -53,7 +53,10 @@ public enum FacteurServer {
         }
         let signerCache = DKIMSignerCache(keyring: keyring)
         let signer = configuration.mailAuth.dkimSign ? DKIMQueueSigner(cache: signerCache, logger: logger) : nil
-        let queue = QueueDeliveryService(store: store, resolver: resolver, configuration: queueConfiguration, signer: signer, logger: logger)
+        // TLS-RPT (RFC 8460): the queue reports every outbound TLS session here.
+        let tlsRecorder = configuration.tlsReports.enabled ? TLSReportRecorder(store: store, logger: logger) : nil
+        let queue = QueueDeliveryService(store: store, resolver: resolver, configuration: queueConfiguration, signer: signer,
+                                         tlsReportSink: tlsRecorder, logger: logger)
         let authservID = configuration.mailAuth.authservID ?? configuration.hostname
         let organizationalDomain = try organizationalDomainStrategy(configuration)
         let authenticator = MessageAuthenticator(resolver: resolver, receivingDomain: configuration.hostname,
@@ -68,7 +71,7 @@ public enum FacteurServer {
                                       fromAddress: "noreply-dmarc@\(configuration.primaryDomain)", logger: logger),
             ingestor: try await reportIngestor(store: store, configuration: configuration, logger: logger),
             logger: logger)
-        let tlsReporting = try await TLSReportingService.make(store: store, queue: queue, resolver: resolver, configuration: configuration, logger: logger)
+        let tlsReporting = try await TLSReportingService.make(store: store, queue: queue, recorder: tlsRecorder, resolver: resolver, configuration: configuration, logger: logger)
         let context = ServerContext(
             configuration: configuration, store: store, sslContext: sslContext,
             authenticator: try makeAuthenticator(store: store, configuration: configuration),

@@ -255,7 +255,8 @@ struct TLSReportingService: Service {
     let logger: Logger
 
     /// What `facteur serve` runs; `recorder` is the sink the outbound queue reports sessions to.
-    static func make(store: SQLiteMailStore, queue: any OutboundQueue, resolver: any DNSResolver,
+    /// `recorder`: the sink given to the queue (made first, as the queue is this service's way out).
+    static func make(store: SQLiteMailStore, queue: any OutboundQueue, recorder: TLSReportRecorder?, resolver: any DNSResolver,
                      configuration: ServerConfiguration, logger: Logger) async throws -> TLSReportingService {
         let settings = configuration.tlsReports
         var ingestor: TLSReportIngestor?
@@ -268,9 +269,11 @@ struct TLSReportingService: Service {
             }
             if try await store.account(address: address) != nil { ingestor = TLSReportIngestor(store: store, address: address, logger: logger) }
         }
-        guard settings.enabled else { return TLSReportingService(recorder: nil, sender: nil, ingestor: ingestor, interval: settings.interval, logger: logger) }
+        guard settings.enabled, let recorder else {
+            return TLSReportingService(recorder: nil, sender: nil, ingestor: ingestor, interval: settings.interval, logger: logger)
+        }
         return TLSReportingService(
-            recorder: TLSReportRecorder(store: store, logger: logger),
+            recorder: recorder,
             sender: TLSReportSender(store: store, queue: queue, resolver: resolver, organization: configuration.tlsReportOrganization,
                                     contact: configuration.tlsReportContact, submitter: configuration.primaryDomain,
                                     fromAddress: configuration.tlsReportFrom, logger: logger),

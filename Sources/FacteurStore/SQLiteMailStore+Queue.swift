@@ -299,28 +299,42 @@ extension SQLiteMailStore {
         let warnAt = times.delayWarning.map { created + $0 }
         let size = Int64(bytes.count)
         // In the group commit: concurrent submissions (and deliveries) share one fsync.
-        let id: Int64 = try await groupWrite { db in
-            try db.execute(sql: "INSERT OR IGNORE INTO blob (id, size, data, summary, created) VALUES (?, ?, ?, ?, ?)",
-                           arguments: [blobID, size, inline ? Data(bytes) : nil, Data(summary), created])
-            try db.execute(sql: """
+        let (id, recipientIDs): (Int64, [Int64]) = try await groupWrite { db in
+            try db.cachedStatement(sql: "INSERT OR IGNORE INTO blob (id, size, data, summary, created) VALUES (?, ?, ?, ?, ?)")
+                .execute(arguments: [blobID, size, inline ? Data(bytes) : nil, Data(summary), created])
+            try db.cachedStatement(sql: """
                 INSERT INTO queue_message (blobID, size, sender, envid, ret, smtputf8, eightBit, account, created, expires, warnAt,
                                            tlsDemand)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [blobID, size, submission.sender, submission.envelopeID, submission.ret?.rawValue,
-                                 utf8, eightBit, submission.account, created, expires, warnAt, submission.tlsDemand.rawValue])
+                """).execute(arguments: [blobID, size, submission.sender, submission.envelopeID, submission.ret?.rawValue,
+                                         utf8, eightBit, submission.account, created, expires, warnAt,
+                                         submission.tlsDemand.rawValue])
             let messageID = db.lastInsertedRowID
             let insert = try db.cachedStatement(sql: """
                 INSERT INTO queue_recipient (messageID, address, domain, orcpt, notify, state, nextAttempt)
                 VALUES (?, ?, ?, ?, ?, 'pending', ?)
                 """)
+            var ids: [Int64] = []
             for r in submission.recipients {
                 try insert.execute(arguments: [messageID, r.address, QueueSubmission.domain(of: r.address),
                                                r.originalRecipient, r.notify?.rawValue, created])
+                ids.append(db.lastInsertedRowID)
             }
-            return messageID
+            return (messageID, ids)
         }
-        guard let message = try await queuedMessage(id: id) else { throw StoreError.notFound("queued message \(id)") }
-        return message
+        // What was just committed, as `queuedMessage(id:)` would read it back (one read less
+        // per submission).
+        let recipients = zip(recipientIDs, submission.recipients).map { id, r in
+            QueuedRecipient(id: id, address: r.address, domain: QueueSubmission.domain(of: r.address),
+                            originalRecipient: r.originalRecipient, notify: r.notify, state: .pending, attempts: 0,
+                            nextAttempt: Date(timeIntervalSince1970: created), lastAttempt: nil, lastReply: nil,
+                            remoteHost: nil, reported: false)
+        }
+        return QueuedMessage(id: id, blobID: blobID, size: size, sender: submission.sender, envelopeID: submission.envelopeID,
+                             ret: submission.ret, requiresSMTPUTF8: utf8, has8BitData: eightBit, account: submission.account,
+                             created: Date(timeIntervalSince1970: created), expires: Date(timeIntervalSince1970: expires),
+                             warnAt: warnAt.map { Date(timeIntervalSince1970: $0) }, recipients: recipients,
+                             tlsDemand: submission.tlsDemand)
     }
 
     /// Every queued message with its recipients, oldest first.
@@ -341,7 +355,7 @@ extension SQLiteMailStore {
     /// The message's bytes as queued.
     public func queuedMessageBytes(blobID: String) async throws -> [UInt8] {
         let data: Data?? = try await read { db in
-            try Row.fetchOne(db, sql: "SELECT data FROM blob WHERE id = ?", arguments: [blobID]).map { $0[0] as Data? }
+            try Row.fetchOne(db.cachedStatement(sql: "SELECT data FROM blob WHERE id = ?"), arguments: [blobID]).map { $0[0] as Data? }
         }
         guard let row = data else { throw StoreError.notFound("blob \(blobID)") }
         if let inline = row { return [UInt8](inline) }
@@ -353,27 +367,33 @@ extension SQLiteMailStore {
     /// held by another worker; they are held by `owner` until `now + lease`.
     public func claimQueueWork(now: Date, owner: String, lease: TimeInterval, limit: Int) async throws -> [QueueClaim] {
         let t = now.timeIntervalSince1970
-        return try await write { db in
-            let groups = try Row.fetchAll(db, sql: """
+        // In the group commit too: a claim needs no fsync of its own (leases are released at
+        // start-up anyway), and passes come as often as submissions wake the worker.
+        return try await groupWrite { db in
+            let groups = try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT messageID, domain FROM queue_recipient
                 WHERE state IN ('pending', 'deferred') AND nextAttempt <= ? AND (claimUntil IS NULL OR claimUntil <= ?)
                 GROUP BY messageID, domain ORDER BY min(nextAttempt), messageID LIMIT ?
-                """, arguments: [t, t, max(0, limit)])
+                """), arguments: [t, t, max(0, limit)])
+            // Prepared once per pass, not once per group: a pass claims up to hundreds of groups.
+            let claim = try db.cachedStatement(sql: """
+                UPDATE queue_recipient SET claimOwner = ?, claimUntil = ?
+                WHERE messageID = ? AND domain = ? AND state IN ('pending', 'deferred') AND nextAttempt <= ?
+                  AND (claimUntil IS NULL OR claimUntil <= ?)
+                RETURNING id
+                """)
+            let messageRow = try db.cachedStatement(sql: "SELECT \(Self.queueMessageColumns) FROM queue_message WHERE id = ?")
             var claims: [QueueClaim] = []
             for group in groups {
                 let messageID: Int64 = group[0]
                 let domain: String = group[1]
-                try db.execute(sql: """
-                    UPDATE queue_recipient SET claimOwner = ?, claimUntil = ?
-                    WHERE messageID = ? AND domain = ? AND state IN ('pending', 'deferred') AND nextAttempt <= ?
-                      AND (claimUntil IS NULL OR claimUntil <= ?)
-                    """, arguments: [owner, t + lease, messageID, domain, t, t])
-                guard let row = try Row.fetchOne(db, sql: "SELECT \(Self.queueMessageColumns) FROM queue_message WHERE id = ?",
-                                                 arguments: [messageID]) else { continue }
+                let mine = Set(try Int64.fetchAll(claim, arguments: [owner, t + lease, messageID, domain, t, t]))
+                guard !mine.isEmpty,
+                      let row = try Row.fetchOne(messageRow, arguments: [messageID]) else { continue }
+                // The message comes with all its recipients (ordered by id); the claimed ones are a subset.
                 let message = try Self.queuedMessage(row, db: db)
-                let mine = try Row.fetchAll(db, sql: "SELECT \(Self.queueRecipientColumns) FROM queue_recipient WHERE messageID = ? AND domain = ? AND claimOwner = ? AND claimUntil = ? ORDER BY id",
-                                            arguments: [messageID, domain, owner, t + lease]).map(Self.queuedRecipient)
-                if !mine.isEmpty { claims.append(QueueClaim(message: message, domain: domain, recipients: mine)) }
+                let recipients = message.recipients.filter { mine.contains($0.id) }
+                claims.append(QueueClaim(message: message, domain: domain, recipients: recipients))
             }
             return claims
         }
@@ -392,7 +412,9 @@ extension SQLiteMailStore {
                                    now: Date) async throws {
         let t = now.timeIntervalSince1970
         let list = outcomes.map { ($0.recipientID, $0.outcome) }
-        try await write { db in
+        // In the group commit: the outcomes of concurrent lanes (and submissions) share one
+        // fsync instead of a transaction each. Still committed before this returns.
+        try await groupWrite { db in
             let update = try db.cachedStatement(sql: """
                 UPDATE queue_recipient SET state = ?, attempts = attempts + 1, lastAttempt = ?, nextAttempt = ?,
                     lastReply = ?, remoteHost = ?, claimOwner = NULL, claimUntil = NULL
@@ -434,13 +456,14 @@ extension SQLiteMailStore {
     /// Returns their ids; their blobs become garbage unless something else references them.
     @discardableResult
     public func removeFinishedQueueMessages() async throws -> [Int64] {
-        try await write { db in
-            let ids = try Int64.fetchAll(db, sql: """
+        try await groupWrite { db in
+            let ids = try Int64.fetchAll(db.cachedStatement(sql: """
                 SELECT m.id FROM queue_message m WHERE NOT EXISTS (
                     SELECT 1 FROM queue_recipient r WHERE r.messageID = m.id
                     AND (r.state IN ('pending', 'deferred') OR (r.state = 'failed' AND r.reported = 0)))
-                """)
-            for id in ids { try db.execute(sql: "DELETE FROM queue_message WHERE id = ?", arguments: [id]) }
+                """))
+            let delete = try db.cachedStatement(sql: "DELETE FROM queue_message WHERE id = ?")
+            for id in ids { try delete.execute(arguments: [id]) }
             return ids
         }
     }
