@@ -20,6 +20,12 @@ public enum TLSServerPipeline {
     /// A client that connects and sends no ClientHello within this time is dropped.
     public static let clientHelloTimeout: TimeAmount = .seconds(15)
 
+    /// Connections still waiting for their ClientHello, over every implicit-TLS listener. The
+    /// protocols' own connection limits only count a connection once its handlers are added
+    /// (after the ClientHello), so silent connections are bounded here: at most this many in all
+    /// and per client address, each for at most `clientHelloTimeout`.
+    public static let waitingForClientHello = ConnectionLimiter(maxConnections: 4096, maxPerAddress: 64)
+
     /// Sets up implicit TLS on a freshly accepted `channel`. Must run on the channel's event loop
     /// (e.g. inside `childChannelInitializer` with `makeCompletedFuture`).
     ///
@@ -32,10 +38,12 @@ public enum TLSServerPipeline {
     public static func configureSync(
         channel: any Channel, provider: any TLSContextSource, challenges: ACMEChallengeCertificates? = nil,
         clientHelloTimeout: TimeAmount = TLSServerPipeline.clientHelloTimeout,
+        waitingLimiter: ConnectionLimiter = TLSServerPipeline.waitingForClientHello,
         addApplicationHandlers: @escaping (ChannelPipeline.SynchronousOperations) throws -> Void
     ) throws {
         let sniffer = TLSClientHelloSniffer(provider: provider, challenges: challenges ?? provider.acmeChallenges,
-                                            timeout: clientHelloTimeout, addApplicationHandlers: addApplicationHandlers)
+                                            timeout: clientHelloTimeout, waitingLimiter: waitingLimiter,
+                                            addApplicationHandlers: addApplicationHandlers)
         try channel.pipeline.syncOperations.addHandler(sniffer)
     }
 
@@ -71,22 +79,28 @@ final class TLSClientHelloSniffer: ChannelInboundHandler, RemovableChannelHandle
     private let timeoutAmount: TimeAmount
     private var timeout: Scheduled<Void>?
     private var decided = false
+    /// The client address counted in `waitingLimiter`, until released.
+    private var countedAddress: String?
+
+    private let waitingLimiter: ConnectionLimiter
 
     init(provider: any TLSContextSource, challenges: ACMEChallengeCertificates?, timeout: TimeAmount,
+         waitingLimiter: ConnectionLimiter,
          addApplicationHandlers: @escaping (ChannelPipeline.SynchronousOperations) throws -> Void) {
         self.provider = provider
+        self.waitingLimiter = waitingLimiter
         self.challenges = challenges
         self.timeoutAmount = timeout
         self.addApplicationHandlers = addApplicationHandlers
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        if context.channel.isActive { armTimeout(context: context) }
+        if context.channel.isActive { start(context: context) }
     }
 
     func channelActive(context: ChannelHandlerContext) {
         // Not forwarded yet: the protocol handlers are added (and told) once TLS is in place.
-        armTimeout(context: context)
+        start(context: context)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -94,7 +108,33 @@ final class TLSClientHelloSniffer: ChannelInboundHandler, RemovableChannelHandle
         timeout = nil
         decided = true
         buffered = nil
+        releaseCount()
         context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        releaseCount()
+    }
+
+    /// Counts the connection among those waiting for a ClientHello (closing it when too many
+    /// are) and starts the clock.
+    private func start(context: ChannelHandlerContext) {
+        guard timeout == nil, countedAddress == nil, !decided else { return }
+        let address = context.channel.remoteAddress?.ipAddress ?? "unknown"
+        guard waitingLimiter.acquire(address: address) == .accepted else {
+            decided = true
+            context.close(promise: nil)
+            return
+        }
+        countedAddress = address
+        armTimeout(context: context)
+    }
+
+    private func releaseCount() {
+        if let address = countedAddress {
+            countedAddress = nil
+            waitingLimiter.release(address: address)
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -130,6 +170,7 @@ final class TLSClientHelloSniffer: ChannelInboundHandler, RemovableChannelHandle
         decided = true
         timeout?.cancel()
         timeout = nil
+        releaseCount()
         let pipeline = context.pipeline.syncOperations
         do {
             if let hello, hello.applicationProtocols.contains(ACMEChallengeCertificates.alpnProtocol),

@@ -33,7 +33,20 @@ final class FakeDNSServer: @unchecked Sendable {
         return respond(query, overTCP)
     }
 
+    /// The UDP port is picked by the system and TCP must take the same number, which another
+    /// program on the machine may hold: a few fresh tries instead of a flaky failure.
     static func start(_ respond: @escaping Responder) async throws -> FakeDNSServer {
+        var attempt = 0
+        while true {
+            do {
+                return try await startOnce(respond)
+            } catch let error as IOError where error.errnoCode == EADDRINUSE && attempt < 10 {
+                attempt += 1
+            }
+        }
+    }
+
+    private static func startOnce(_ respond: @escaping Responder) async throws -> FakeDNSServer {
         let server = FakeDNSServer(respond: respond)
         let group = MultiThreadedEventLoopGroup.singleton
         let udp = try await DatagramBootstrap(group: group)
@@ -44,15 +57,21 @@ final class FakeDNSServer: @unchecked Sendable {
             }
             .bind(host: "127.0.0.1", port: 0).get()
         let port = udp.localAddress!.port!
-        let tcp = try await ServerBootstrap(group: group)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(TestLengthPrefixDecoder()))
-                    try channel.pipeline.syncOperations.addHandler(FakeTCPHandler(server: server))
+        let tcp: any Channel
+        do {
+            tcp = try await ServerBootstrap(group: group)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(TestLengthPrefixDecoder()))
+                        try channel.pipeline.syncOperations.addHandler(FakeTCPHandler(server: server))
+                    }
                 }
-            }
-            .bind(host: "127.0.0.1", port: port).get()
+                .bind(host: "127.0.0.1", port: port).get()
+        } catch {
+            try? await udp.close()
+            throw error
+        }
         let spoofer = try await DatagramBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
         server.address = udp.localAddress
         server.spoofer = spoofer

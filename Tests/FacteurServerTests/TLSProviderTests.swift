@@ -313,6 +313,40 @@ final class TLSProviderTests: XCTestCase {
         XCTAssertLessThan(Date().timeIntervalSince(started), 3, "dropped by the ClientHello timeout, not by the test's")
     }
 
+    func testSilentConnectionsAreBoundedBeforeTheClientHello() throws {
+        // The protocols count a connection only once TLS is set up; until then this limiter does.
+        let provider = try TLSProvider(defaultCertificate: try writePair("main", hostname: "mx.example"))
+        let waiting = ConnectionLimiter(maxConnections: 100, maxPerAddress: 3)
+        let server = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try TLSServerPipeline.configureSync(channel: channel, provider: provider, clientHelloTimeout: .seconds(30),
+                                                        waitingLimiter: waiting) { pipeline in
+                        try pipeline.addHandler(Greeter())
+                    }
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).wait()
+        defer { try? server.close().wait() }
+        let port = server.localAddress!.port!
+        var silent: [any Channel] = []
+        for _ in 0..<3 {
+            silent.append(try ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port).wait())
+        }
+        let deadline = Date().addingTimeInterval(5)
+        while waiting.activeConnections < 3, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        XCTAssertEqual(waiting.activeConnections, 3)
+        // A fourth silent connection from the same address is closed at once, not after 30 s.
+        let started = Date()
+        let fourth = try ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton).connect(host: "127.0.0.1", port: port).wait()
+        try fourth.closeFuture.wait()
+        XCTAssertLessThan(Date().timeIntervalSince(started), 5)
+        XCTAssertEqual(waiting.activeConnections, 3)
+        for channel in silent { try channel.close().wait() }
+        while waiting.activeConnections > 0, Date() < deadline.addingTimeInterval(5) { Thread.sleep(forTimeInterval: 0.02) }
+        XCTAssertEqual(waiting.activeConnections, 0, "every slot is given back when the connections close")
+    }
+
     // MARK: Helpers
 
     private func writePair(_ name: String, hostname: String) throws -> CertificateFiles {
