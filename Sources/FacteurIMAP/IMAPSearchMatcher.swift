@@ -16,6 +16,9 @@ struct IMAPSearchMatcher {
 
     private var summary: (id: Int64, value: MessageSummary?)?
     private var bytes: (id: Int64, value: [UInt8])?
+    /// Summaries read ahead for a batch of messages (`prefetch`): one store query per batch
+    /// instead of one per message when the key looks at the envelope.
+    private var prefetched: [Int64: MessageSummary] = [:]
 
     init(store: any MailStore, selected: SelectedMailbox, saved: [UInt32], fullText: FullTextAnswers = FullTextAnswers()) {
         self.store = store
@@ -119,8 +122,32 @@ struct IMAPSearchMatcher {
         return false
     }
 
+    /// Whether evaluating `key` reads the stored envelope (address, subject and sent-date keys).
+    static func needsSummary(_ key: SearchKey) -> Bool {
+        // Iterative walk: the parser caps nesting, but a stack never overflows.
+        var stack = [key]
+        while let k = stack.popLast() {
+            switch k {
+            case .from, .to, .cc, .bcc, .subject, .sentBefore, .sentOn, .sentSince, .header: return true
+            case .not(let inner): stack.append(inner)
+            case .or(let a, let b): stack.append(a); stack.append(b)
+            case .and(let keys): stack.append(contentsOf: keys)
+            default: break
+            }
+        }
+        return false
+    }
+
+    /// Reads the summaries of a batch of messages in one store query; they replace the
+    /// previous batch's, so memory stays one batch whatever the mailbox size.
+    mutating func prefetch(_ records: [MessageRecord]) async throws {
+        prefetched = [:]
+        prefetched = try await store.summaries(messageIDs: records.map(\.id))
+    }
+
     private mutating func loadSummary(_ record: MessageRecord) async throws -> MessageSummary? {
         if let summary, summary.id == record.id { return summary.value }
+        if let value = prefetched[record.id] { return value }
         let value = try await store.summary(messageID: record.id)
         summary = (record.id, value)
         return value
