@@ -83,6 +83,13 @@ final class IMAPBatchingTests: IMAPStoreTestCase {
         let reply = await lines(&c, "a2 UID SEARCH OR SUBJECT \"note 1\" FROM nobody\r\n")
         XCTAssertEqual(reply.first, "* SEARCH 1 10 11 12")
         XCTAssertTrue(IMAPSearchMatcher.needsSummary(.not(.or(.seen, .subject("x")))))
+        // The ASCII fast path agrees with Foundation's case-insensitive search; non-ASCII goes to Foundation.
+        XCTAssertTrue(IMAPSearchMatcher.contains("Re: Bench 12", "bench 1"))
+        XCTAssertFalse(IMAPSearchMatcher.contains("Re: Bench 12", "bench 13"))
+        XCTAssertTrue(IMAPSearchMatcher.contains("x", ""))
+        XCTAssertFalse(IMAPSearchMatcher.contains("ab", "abc"))
+        XCTAssertNil(IMAPSearchMatcher.asciiContains("Café".utf8, "cafe".utf8))
+        XCTAssertTrue(IMAPSearchMatcher.contains("Café crème", "CAFE"))
         XCTAssertFalse(IMAPSearchMatcher.needsSummary(.and([.seen, .uid(.ranges([SequenceRange(.number(1))]))])))
     }
 }
