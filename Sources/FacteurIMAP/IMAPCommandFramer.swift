@@ -64,6 +64,15 @@ public struct IMAPCommandFramer: Sendable {
         input.append(contentsOf: bytes)
     }
 
+    /// Gives back the input buffer's capacity when nothing is buffered (an idle connection
+    /// need not keep what a big command grew).
+    public mutating func releaseMemory() {
+        guard readIndex == input.count, command.isEmpty else { return }
+        input = []
+        readIndex = 0
+        scanned = 0
+    }
+
     /// Drops everything buffered (STARTTLS: bytes sent in the clear after it are never executed).
     public mutating func discardBuffered() {
         input.removeAll(keepingCapacity: false)

@@ -52,9 +52,17 @@ extension IMAPCommandRunner {
                     let wanted = records.filter { r in modifiers.changedSince.map { r.modSeq > $0 } ?? true }.map(\.id)
                     summaries = try await store.summaries(messageIDs: wanted)
                 }
-                for (msn, messageUID) in batch {
+                // Bytes too are read a group of messages per query (see `nextBytesGroup`).
+                var bytesAhead: [Int64: [UInt8]] = [:]
+                let batchedStore = needsBytes ? store as? any IMAPBatchedStore : nil
+                for (index, (msn, messageUID)) in batch.enumerated() {
                     guard var record = byUID[messageUID] else { continue }
                     if let since = modifiers.changedSince, record.modSeq <= since { continue }
+                    if let batchedStore, bytesAhead[record.id] == nil {
+                        let group = Self.nextBytesGroup(batch[(batch.startIndex + index)...], byUID: byUID,
+                                                        changedSince: modifiers.changedSince)
+                        bytesAhead = group.count > 1 ? try await batchedStore.messageBytes(messageIDs: group) : [:]
+                    }
                     var attributes = attributes
                     if marksSeen, !record.flags.contains(.seen) {
                         record.flags.insert(.seen)
@@ -68,7 +76,14 @@ extension IMAPCommandRunner {
                         if condStore, !attributes.contains(.uid) { attributes.insert(.uid, at: 0) }
                     }
                     let summary = needsSummary ? summaries[record.id] : nil
-                    let bytes = needsBytes ? try await store.messageBytes(messageID: record.id) : nil
+                    var bytes: [UInt8]?
+                    if needsBytes {
+                        if let ahead = bytesAhead.removeValue(forKey: record.id) {
+                            bytes = ahead
+                        } else {
+                            bytes = try await store.messageBytes(messageID: record.id)
+                        }
+                    }
                     pending.append(contentsOf: IMAPFetchRenderer.render(
                         msn: msn, record: record, summary: summary, bytes: bytes, attributes: attributes, includeUID: uid,
                         includeModSeq: condStore && modifiers.changedSince != nil, utf8: session.utf8Accepted))
@@ -91,6 +106,28 @@ extension IMAPCommandRunner {
 
     /// UIDs whose records FETCH reads per store query.
     static var fetchBatchSize: Int { storeQueryBatchSize }
+    /// Messages whose bytes FETCH reads per store query, and the bytes such a group may hold:
+    /// one query for twenty small messages, while a big one is still read (and freed) alone.
+    static var bytesGroupCount: Int { 100 }
+    static var bytesGroupBytes: Int64 { 1 << 20 }
+
+    /// The ids of the messages, from the head of `rest`, whose bytes one query reads: up to
+    /// `bytesGroupCount` of them while their sizes stay within `bytesGroupBytes` (the first
+    /// always counts, so a single big message makes a group of one).
+    static func nextBytesGroup(_ rest: ArraySlice<(msn: Int, uid: UInt32)>, byUID: [UInt32: MessageRecord],
+                               changedSince: UInt64?) -> [Int64] {
+        var ids: [Int64] = []
+        var total: Int64 = 0
+        for (_, uid) in rest {
+            guard let record = byUID[uid] else { continue }
+            if let changedSince, record.modSeq <= changedSince { continue }
+            let size = max(0, record.size) + Int64(max(0, record.prefixLength))
+            if !ids.isEmpty, total + size > bytesGroupBytes || ids.count >= bytesGroupCount { break }
+            ids.append(record.id)
+            total += size
+        }
+        return ids
+    }
     /// Rendered FETCH responses are written once this many bytes are pending: one write per
     /// few hundred small responses, while a big body still goes out on its own.
     static var fetchChunkBytes: Int { 64 * 1024 }
@@ -141,41 +178,76 @@ extension IMAPCommandRunner {
         if unchangedSince != nil { await enableCondStore(session: &session, output: output) }
         let condStore = session.condStoreEnabled
         var modified: [UInt32] = []
+        let batchedStore = store as? any IMAPBatchedStore
         do {
-            for (msn, messageUID) in messages {
-                guard var record = try await store.message(mailboxID: selected.id, uid: messageUID) else { continue }
-                if let unchangedSince, record.modSeq > unchangedSince {
-                    modified.append(uid ? messageUID : UInt32(msn))
-                    continue
-                }
-                var newFlags = record.flags
-                var newKeywords = record.keywords
-                switch action.mode {
-                case .replace:
-                    newFlags = system
-                    newKeywords = keywords
-                case .add:
-                    newFlags.formUnion(system)
-                    for k in keywords where !newKeywords.contains(where: { $0.caseInsensitiveCompare(k) == .orderedSame }) {
-                        newKeywords.append(k)
+            // One read per batch of UIDs and one write transaction per batch (not a read and a
+            // write per message); the responses follow the batch's commit.
+            var start = 0
+            while start < messages.count {
+                let end = min(start + Self.fetchBatchSize, messages.count)
+                let batch = messages[start..<end]
+                start = end
+                let records = try await store.messages(mailboxID: selected.id, uids: batch.map(\.uid))
+                var byUID: [UInt32: MessageRecord] = [:]
+                byUID.reserveCapacity(records.count)
+                for r in records { byUID[r.uid] = r }
+                var updates: [FlagUpdate] = []
+                var results: [(msn: Int, record: MessageRecord, changed: Bool)] = []
+                results.reserveCapacity(batch.count)
+                for (msn, messageUID) in batch {
+                    guard var record = byUID[messageUID] else { continue }
+                    if let unchangedSince, record.modSeq > unchangedSince {
+                        modified.append(uid ? messageUID : UInt32(msn))
+                        continue
                     }
-                case .remove:
-                    newFlags.subtract(system)
-                    newKeywords.removeAll { k in keywords.contains { $0.caseInsensitiveCompare(k) == .orderedSame } }
+                    var newFlags = record.flags
+                    var newKeywords = record.keywords
+                    switch action.mode {
+                    case .replace:
+                        newFlags = system
+                        newKeywords = keywords
+                    case .add:
+                        newFlags.formUnion(system)
+                        for k in keywords where !newKeywords.contains(where: { $0.caseInsensitiveCompare(k) == .orderedSame }) {
+                            newKeywords.append(k)
+                        }
+                    case .remove:
+                        newFlags.subtract(system)
+                        newKeywords.removeAll { k in keywords.contains { $0.caseInsensitiveCompare(k) == .orderedSame } }
+                    }
+                    let changed = newFlags != record.flags || newKeywords != record.keywords
+                    if changed {
+                        record.flags = newFlags
+                        record.keywords = newKeywords
+                        updates.append(FlagUpdate(uid: messageUID, flags: newFlags, keywords: newKeywords))
+                    }
+                    results.append((msn, record, changed))
                 }
-                if newFlags != record.flags || newKeywords != record.keywords {
-                    record.flags = newFlags
-                    record.keywords = newKeywords
-                    record.modSeq = try await store.setFlags(mailboxID: selected.id, uid: messageUID, flags: newFlags, keywords: newKeywords)
-                    session.ownFlagChanges.insert(.init(uid: messageUID, modSeq: record.modSeq))
+                var modSeqs: [UInt32: UInt64] = [:]
+                if let batchedStore {
+                    modSeqs = try await batchedStore.setFlags(mailboxID: selected.id, updates: updates)
+                } else {
+                    for u in updates {
+                        modSeqs[u.uid] = try await store.setFlags(mailboxID: selected.id, uid: u.uid, flags: u.flags, keywords: u.keywords)
+                    }
                 }
-                if !action.silent || condStore && unchangedSince != nil {
-                    var attributes: [FetchAttribute] = action.silent ? [] : [.flags]
-                    if condStore { attributes.append(.modSeq) }
-                    await output.write(IMAPFetchRenderer.render(msn: msn, record: record, summary: nil, bytes: nil,
-                                                                // RFC 7162 §3.1: with CONDSTORE, UID and MODSEQ always.
-                                                                attributes: attributes, includeUID: uid || condStore, includeModSeq: false,
-                                                                utf8: session.utf8Accepted))
+                for result in results {
+                    let msn = result.msn
+                    var record = result.record
+                    if result.changed {
+                        // Expunged by another session meanwhile: nothing to report for it.
+                        guard let modSeq = modSeqs[record.uid] else { continue }
+                        record.modSeq = modSeq
+                        session.ownFlagChanges.insert(.init(uid: record.uid, modSeq: modSeq))
+                    }
+                    if !action.silent || condStore && unchangedSince != nil {
+                        var attributes: [FetchAttribute] = action.silent ? [] : [.flags]
+                        if condStore { attributes.append(.modSeq) }
+                        await output.write(IMAPFetchRenderer.render(msn: msn, record: record, summary: nil, bytes: nil,
+                                                                    // RFC 7162 §3.1: with CONDSTORE, UID and MODSEQ always.
+                                                                    attributes: attributes, includeUID: uid || condStore, includeModSeq: false,
+                                                                    utf8: session.utf8Accepted))
+                    }
                 }
             }
             if !modified.isEmpty {
@@ -277,8 +349,14 @@ extension IMAPCommandRunner {
     func expungeDeleted(session: inout IMAPSession, output: (any IMAPOutput)?, only: Set<UInt32>?) async -> Bool {
         guard let selected = session.selected else { return false }
         do {
-            let records = try await store.messages(mailboxID: selected.id)
-            let doomed = records.filter { $0.flags.contains(.deleted) && (only?.contains($0.uid) ?? true) }.map(\.uid)
+            // The \Deleted UIDs alone when the store can say (not every record of the mailbox).
+            let deleted: [UInt32]
+            if let batched = store as? any IMAPBatchedStore {
+                deleted = try await batched.deletedUIDs(mailboxID: selected.id)
+            } else {
+                deleted = try await store.messages(mailboxID: selected.id).filter { $0.flags.contains(.deleted) }.map(\.uid)
+            }
+            let doomed = deleted.filter { only?.contains($0) ?? true }
             guard !doomed.isEmpty else { return true }
             try await store.expunge(mailboxID: selected.id, uids: doomed)
             if let output {
@@ -377,9 +455,20 @@ extension IMAPCommandRunner {
             let fullText = try await FullTextAnswers.compute(for: command.key, mailboxID: selected.id, store: store)
             var matcher = IMAPSearchMatcher(store: store, selected: selected, saved: session.savedSearch, fullText: fullText)
             var matches: [(msn: Int, uid: UInt32)] = []
-            for (i, messageUID) in selected.uids.enumerated() {
-                guard let record = byUID[messageUID] else { continue }
-                if try await matcher.matches(command.key, msn: i + 1, record: record) { matches.append((i + 1, messageUID)) }
+            // Envelope keys read the summaries a batch at a time (one query per batch, not per message).
+            let prefetch = IMAPSearchMatcher.needsSummary(command.key)
+            var start = 0
+            while start < selected.uids.count {
+                let end = min(start + Self.fetchBatchSize, selected.uids.count)
+                if prefetch {
+                    try await matcher.prefetch(selected.uids[start..<end].compactMap { byUID[$0] })
+                }
+                for i in start..<end {
+                    let messageUID = selected.uids[i]
+                    guard let record = byUID[messageUID] else { continue }
+                    if try await matcher.matches(command.key, msn: i + 1, record: record) { matches.append((i + 1, messageUID)) }
+                }
+                start = end
             }
             let numbers = matches.map { uid ? $0.uid : UInt32($0.msn) }
             // RFC 7162 §3.1.5: with MODSEQ in the criteria, the highest MODSEQ of the matches.

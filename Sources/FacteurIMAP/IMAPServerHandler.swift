@@ -7,20 +7,50 @@
 
 import FacteurIdentity
 import FacteurNet
+import Foundation
 import FacteurStore
 import Logging
 import NIOCore
 import NIOSSL
 import NIOTLS
 
-/// Writes a command's responses to the channel; each write returns once it has been handed to
-/// the socket, which paces a long FETCH to the client's reading speed.
-struct ChannelOutput: IMAPOutput {
+/// Writes a command's responses to the channel. Responses are gathered and go out in one write
+/// when the command ends (`finish`) or once `flushThreshold` bytes are pending: one event-loop
+/// hop, one TLS record and one syscall per command instead of one per response line. Each
+/// threshold write returns once it has been handed to the socket, which paces a long FETCH to
+/// the client's reading speed.
+final class ChannelOutput: IMAPOutput, @unchecked Sendable {
     let channel: any Channel
+    /// Guards `pending` (the command task writes; nothing else does, but Sendable asks for it).
+    private let lock = NSLock()
+    private var pending: [UInt8] = []
+
+    static let flushThreshold = 64 * 1024
+
+    init(channel: any Channel) {
+        self.channel = channel
+    }
 
     func write(_ bytes: [UInt8]) async {
         guard !bytes.isEmpty else { return }
-        try? await channel.writeAndFlush(channel.allocator.buffer(bytes: bytes))
+        let full: [UInt8]? = lock.withLock {
+            if pending.isEmpty, bytes.count >= Self.flushThreshold { return bytes }
+            pending.append(contentsOf: bytes)
+            guard pending.count >= Self.flushThreshold else { return nil }
+            defer { pending = [] }
+            return pending
+        }
+        if let full { try? await channel.writeAndFlush(channel.allocator.buffer(bytes: full)) }
+    }
+
+    /// Sends what is pending; the command's work ends with it.
+    func finish() async {
+        let rest: [UInt8] = lock.withLock {
+            defer { pending = [] }
+            return pending
+        }
+        guard !rest.isEmpty else { return }
+        try? await channel.writeAndFlush(channel.allocator.buffer(bytes: rest))
     }
 }
 
@@ -55,6 +85,8 @@ public final class IMAPServerHandler: ChannelDuplexHandler, DrainableSession, @u
     private var lastActivity = NIODeadline.now()
     private var idleCheck: Scheduled<Void>?
     private var feedTask: Task<Void, Never>?
+    /// The COMPRESS handlers once active (RFC 4978), so IDLE can set their zlib state aside.
+    private var compression: (inflate: DeflateDecompressionHandler, deflate: DeflateCompressionHandler)?
 
     public init(configuration: IMAPSessionConfiguration, allowPlaintextOnLoopback: Bool, runner: IMAPCommandRunner,
                 sslContext: (any TLSContextSource)?, limiter: ConnectionLimiter?, registry: ConnectionRegistry?, logger: Logger) {
@@ -253,6 +285,7 @@ public final class IMAPServerHandler: ChannelDuplexHandler, DrainableSession, @u
         promise.completeWithTask {
             var session = session
             let next = await work(runner, &session, output)
+            await output.finish()
             return IMAPSessionAndNext(session: session, next: next)
         }
         promise.futureResult.assumeIsolated().whenSuccess { result in
@@ -288,10 +321,20 @@ public final class IMAPServerHandler: ChannelDuplexHandler, DrainableSession, @u
             }
             // A change may have arrived between the last report and now.
             if session?.changeInbox.hasPending == true { idleWake() }
+            releaseWhileIdle()
         case .close:
             closing = true
             closeAfterFlush(context: context)
         }
+    }
+
+    /// An IDLE connection may wait for hours (RFC 2177): per-connection buffers and compression
+    /// state grown by earlier commands are given back until the client speaks again.
+    private func releaseWhileIdle() {
+        guard mode == .idle, !waitingForEffect, !closing else { return }
+        framer.releaseMemory()
+        compression?.inflate.releaseWhileIdle()
+        compression?.deflate.releaseWhileIdle()
     }
 
     /// A change arrived while idling: report it unless a command is running (then it waits).
@@ -327,10 +370,11 @@ public final class IMAPServerHandler: ChannelDuplexHandler, DrainableSession, @u
     /// RFC 4978: from here on both directions are raw DEFLATE, below this handler and above TLS.
     private func startCompression(context: ChannelHandlerContext) {
         context.flush()
+        let inflate = DeflateDecompressionHandler(maxExpansion: configuration.limits.maxBufferedInput + 1 << 20)
+        let deflate = DeflateCompressionHandler()
+        compression = (inflate, deflate)
         do {
-            try context.pipeline.syncOperations.addHandlers(
-                [DeflateDecompressionHandler(maxExpansion: configuration.limits.maxBufferedInput + 1 << 20), DeflateCompressionHandler()],
-                position: .before(self))
+            try context.pipeline.syncOperations.addHandlers([inflate, deflate], position: .before(self))
         } catch {
             logger.error("could not start compression", metadata: ["error": "\(error)"])
             closing = true

@@ -163,3 +163,96 @@ extension SQLiteMailStore {
         return nil
     }
 }
+
+// MARK: - Batched reads and writes for IMAP commands on many messages
+
+/// One message's new flags in a batched STORE (RFC 9051 §6.4.6).
+public struct FlagUpdate: Sendable, Equatable {
+    public var uid: UInt32
+    public var flags: MessageFlags
+    public var keywords: [String]
+    public init(uid: UInt32, flags: MessageFlags, keywords: [String]) {
+        self.uid = uid; self.flags = flags; self.keywords = keywords
+    }
+}
+
+/// What a store can do for IMAP in one query or one transaction instead of one per message.
+/// Optional: the IMAP layer asks `store as? any IMAPBatchedStore` and otherwise falls back to
+/// the per-message MailStore calls, so other MailStore implementations need nothing.
+public protocol IMAPBatchedStore: Sendable {
+    /// The served bytes (prefix + blob) of these messages, by message id; absent ids are left out.
+    func messageBytes(messageIDs: [Int64]) async throws -> [Int64: [UInt8]]
+    /// Sets flags and keywords of several messages in one transaction: each changed message gets
+    /// its own new MODSEQ (RFC 7162 §3.1.3), in the order given, exactly as one `setFlags` call
+    /// per message would. Returns the new MODSEQ by UID; UIDs no longer in the mailbox are left out.
+    func setFlags(mailboxID: Int64, updates: [FlagUpdate]) async throws -> [UInt32: UInt64]
+    /// UIDs of the messages flagged \Deleted, ascending (EXPUNGE without loading every record).
+    func deletedUIDs(mailboxID: Int64) async throws -> [UInt32]
+}
+
+extension SQLiteMailStore: IMAPBatchedStore {
+    public func messageBytes(messageIDs: [Int64]) async throws -> [Int64: [UInt8]] {
+        let ids = Array(Set(messageIDs))
+        var out: [Int64: [UInt8]] = [:]
+        out.reserveCapacity(ids.count)
+        var start = 0
+        while start < ids.count {
+            let end = min(start + storeQueryBatchSize, ids.count)
+            let batch = Array(ids[start..<end])
+            start = end
+            let rows: [(id: Int64, prefix: Data, data: Data?, blobID: String)] = try await read { db in
+                let marks = Array(repeating: "?", count: batch.count).joined(separator: ",")
+                return try Row.fetchAll(db.makeStatement(sql: """
+                    SELECT message.id, message.prefix, blob.data, blob.id FROM message JOIN blob ON blob.id = message.blobID
+                    WHERE message.id IN (\(marks))
+                    """), arguments: StatementArguments(batch)).map { (id: $0[0], prefix: $0[1] ?? Data(), data: $0[2], blobID: $0[3]) }
+            }
+            for row in rows {
+                var bytes = [UInt8](row.prefix)
+                if let data = row.data {
+                    bytes.append(contentsOf: data)
+                } else {
+                    bytes.append(contentsOf: try blobs.read(row.blobID))
+                }
+                out[row.id] = bytes
+            }
+        }
+        return out
+    }
+
+    public func setFlags(mailboxID: Int64, updates: [FlagUpdate]) async throws -> [UInt32: UInt64] {
+        guard !updates.isEmpty else { return [:] }
+        let prepared = try updates.map { ($0.uid, $0.flags.rawValue, StoreNames.joinKeywords(try StoreNames.keywords($0.keywords))) }
+        return try await write { db in
+            guard let mailbox = try Row.fetchOne(db.cachedStatement(sql: "SELECT accountID, highestModSeq FROM mailbox WHERE id = ?"),
+                                                 arguments: [mailboxID]) else {
+                throw StoreError.notFound("mailbox \(mailboxID)")
+            }
+            let accountID: Int64 = mailbox[0]
+            var modSeq: Int64 = mailbox[1]
+            let update = try db.cachedStatement(sql: "UPDATE message SET flags = ?, keywords = ?, modSeq = ? WHERE mailboxID = ? AND uid = ?")
+            var out: [UInt32: UInt64] = [:]
+            var changes: [MailboxChange] = []
+            for (uid, flags, keywords) in prepared {
+                try update.execute(arguments: [flags, keywords, modSeq + 1, mailboxID, Int64(uid)])
+                // A message expunged meanwhile is skipped, not an error: the rest still change.
+                guard db.changesCount == 1 else { continue }
+                modSeq += 1
+                out[uid] = UInt64(modSeq)
+                changes.append(.flagsChanged(accountID: accountID, mailboxID: mailboxID, uid: uid, modSeq: UInt64(modSeq)))
+            }
+            if !changes.isEmpty {
+                try db.cachedStatement(sql: "UPDATE mailbox SET highestModSeq = ? WHERE id = ?").execute(arguments: [modSeq, mailboxID])
+                self.publishOnCommit(db, changes)
+            }
+            return out
+        }
+    }
+
+    public func deletedUIDs(mailboxID: Int64) async throws -> [UInt32] {
+        try await read { db in
+            try Int64.fetchAll(db.cachedStatement(sql: "SELECT uid FROM message WHERE mailboxID = ? AND (flags & ?) <> 0 ORDER BY uid"),
+                               arguments: [mailboxID, MessageFlags.deleted.rawValue]).map { UInt32(truncatingIfNeeded: $0) }
+        }
+    }
+}

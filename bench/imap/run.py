@@ -25,7 +25,7 @@ folders "benchmix" and "bench100k"; INBOX is left alone (other benchmarks use it
 
 Usage: sudo bash /work/shared/reference-stack/start.sh
        nice swift build -c release --product facteur
-       python3 bench/imap/run.py [--facteur .build/release/facteur] [--clients 8] [--seconds 20]
+       python3 bench/imap/run.py [--facteur .build/release/facteur] [--clients 8] [--seconds 20] [--rounds 3]
                                  [--big 100000] [--idle 10000] [--skip-dovecot] [--skip-idle] [--skip-big]
 """
 
@@ -558,6 +558,7 @@ def main():
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--phase", type=float, default=4, help="seconds per single-command phase (0: skip them)")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved Facteur/Dovecot mixed runs (phases in the last)")
     parser.add_argument("--big", type=int, default=100_000)
     parser.add_argument("--idle", type=int, default=10_000)
     parser.add_argument("--dovecot-idle", type=int, default=1_000)
@@ -585,14 +586,29 @@ def main():
         if not args.skip_mixed:
             for user in ours.users[:args.clients]:
                 c = IMAP(port); c.command(f"LOGIN {user} pass"); reset_folder(c, "benchmix", MIX_MESSAGES); c.close()
-            results["facteur mixed"] = mixed("facteur", port, ours.users, "pass", args.clients, args.seconds, args.phase, ours.cpu)
             if dovecot:
                 for user in theirs_users[:args.clients]:
                     c = IMAP(DOVECOT_IMAP); c.command(f"LOGIN {user} pass"); reset_folder(c, "benchmix", MIX_MESSAGES); c.close()
-                results["dovecot mixed"] = mixed("dovecot", DOVECOT_IMAP, theirs_users, "pass", args.clients, args.seconds,
-                                                 args.phase, dovecot_cpu)
+            # Interleaved rounds (Facteur, Dovecot, Facteur, ...): the machine is shared and noisy,
+            # so each round's ratio compares neighbours in time; the median ratio is quoted.
+            ratios = []
+            for round_ in range(args.rounds):
+                phase = args.phase if round_ == args.rounds - 1 else 0
+                results["facteur mixed"] = mixed("facteur", port, ours.users, "pass", args.clients, args.seconds, phase, ours.cpu)
+                if dovecot:
+                    results["dovecot mixed"] = mixed("dovecot", DOVECOT_IMAP, theirs_users, "pass", args.clients, args.seconds,
+                                                     phase, dovecot_cpu)
+                    a, b = results["facteur mixed"], results["dovecot mixed"]
+                    ratios.append((a[0] / b[0], a[1] / b[1]))
+                    print(f"round {round_ + 1}: facteur/dovecot mixed throughput {ratios[-1][0]:.2f}x, "
+                          f"CPU per command {ratios[-1][1]:.2f}x", flush=True)
+            if dovecot and len(ratios) > 1:
+                throughput = sorted(r[0] for r in ratios)[len(ratios) // 2]
+                cpu = sorted(r[1] for r in ratios)[len(ratios) // 2]
+                print(f"median of {len(ratios)} rounds: throughput {throughput:.2f}x, CPU per command {cpu:.2f}x", flush=True)
+            if dovecot:
                 a, b = results["facteur mixed"], results["dovecot mixed"]
-                print(f"ratio facteur/dovecot mixed: throughput {a[0] / b[0]:.2f}x (target >= 1), "
+                print(f"ratio facteur/dovecot mixed: throughput {a[0] / b[0]:.2f}x (target >= 1.5), "
                       f"server CPU per command {a[1] / b[1]:.2f}x", flush=True)
                 for op in a[2]:
                     if op in b[2]:
@@ -619,8 +635,9 @@ def main():
             print(f"facteur  idle: {n} of {args.idle} connections idling (IMAPS, SCRAM-SHA-256, {'COMPRESS=DEFLATE, ' if compress else ''}SELECT INBOX, IDLE) "
                   f"after {elapsed:.0f} s; server VmRSS {before // 1024} MiB before, {after // 1024} MiB with them "
                   f"= {growth:.1f} KiB per connection; {len(errors)} errors {errors[:3]}", flush=True)
-            if n and n < args.idle:
-                print(f"facteur  idle: extrapolated to {args.idle}: {(before + growth * args.idle) / 1024:.0f} MiB (target < 400 MB)")
+            if n and n < max(args.idle, 10_000):
+                target = max(args.idle, 10_000)
+                print(f"facteur  idle: extrapolated to {target}: {(before + growth * target) / 1024:.0f} MiB (target < 400 MB)")
             if dovecot:
                 probe = IMAP(DOVECOT_IMAP)
                 caps, _ = probe.command("CAPABILITY")
