@@ -3,6 +3,7 @@
 // XML as an application/gzip attachment (RFC 6713), base64 in 76-character lines (RFC 2045 §6.8), CRLF
 // line ends, the RFC's Subject and file-name conventions.
 
+import FacteurMIME
 import Foundation
 
 public enum DMARCReportMail {
@@ -11,16 +12,16 @@ public enum DMARCReportMail {
     /// name ambiguous) are dropped from the report ID.
     public static func filename(report: DMARCAggregateReport, reporterDomain: String) -> String {
         let range = report.metadata.dateRange
-        var name = "\(tokenSafe(reporterDomain))!\(tokenSafe(report.policyPublished.domain))!\(range.begin)!\(range.end)"
-        let unique = tokenSafe(report.metadata.reportID)
+        var name = "\(HeaderText.tokenSafe(reporterDomain))!\(HeaderText.tokenSafe(report.policyPublished.domain))!\(range.begin)!\(range.end)"
+        let unique = HeaderText.tokenSafe(report.metadata.reportID)
         if !unique.isEmpty { name += "!" + unique }
         return name + ".xml.gz"
     }
 
     /// RFC 7489 §7.2.1.1 subject: `Report Domain: <policy domain> Submitter: <receiver> Report-ID: <msg-id>`.
     public static func subject(report: DMARCAggregateReport, reporterDomain: String) -> String {
-        "Report Domain: \(headerSafe(report.policyPublished.domain)) Submitter: \(headerSafe(reporterDomain)) "
-            + "Report-ID: <\(headerSafe(report.metadata.reportID))>"
+        "Report Domain: \(HeaderText.headerSafe(report.policyPublished.domain)) Submitter: \(HeaderText.headerSafe(reporterDomain)) "
+            + "Report-ID: <\(HeaderText.headerSafe(report.metadata.reportID))>"
     }
 
     /// The complete message, ready for the outbound queue. `format` picks the XML schema (RFC 7489 by
@@ -36,13 +37,13 @@ public enum DMARCReportMail {
         let range = report.metadata.dateRange
 
         var lines: [String] = []
-        lines.append("From: \(headerSafe(from))")
-        lines.append("To: \(to.map(headerSafe).joined(separator: ", "))")
-        lines.append(contentsOf: fold("Subject: " + subject(report: report, reporterDomain: reporterDomain)))
+        lines.append("From: \(HeaderText.headerSafe(from))")
+        lines.append("To: \(to.map(HeaderText.headerSafe).joined(separator: ", "))")
+        lines.append(contentsOf: HeaderText.fold("Subject: " + subject(report: report, reporterDomain: reporterDomain)))
         let seconds = date.timeIntervalSince1970
         let epoch = seconds.isFinite ? Int64(min(max(seconds, -1e15), 1e15).rounded(.down)) : 0
         lines.append("Date: \(rfc5322Date(epoch))")
-        let id = headerSafe(messageID)
+        let id = HeaderText.headerSafe(messageID)
         lines.append("Message-ID: " + (id.hasPrefix("<") ? id : "<\(id)>"))
         lines.append("MIME-Version: 1.0")
         lines.append("Content-Type: multipart/mixed; boundary=\"\(boundary)\"")
@@ -53,9 +54,9 @@ public enum DMARCReportMail {
         lines.append("Content-Type: text/plain; charset=us-ascii")
         lines.append("Content-Transfer-Encoding: 7bit")
         lines.append("")
-        lines.append("This is a DMARC aggregate report (RFC 7489) for \(asciiSafe(report.policyPublished.domain))")
-        lines.append("from \(asciiSafe(reporterDomain)), covering \(rfc5322Date(range.begin)) to \(rfc5322Date(range.end)).")
-        lines.append("Report-ID: \(asciiSafe(report.metadata.reportID)); \(report.records.count) records, \(report.messageCount) messages.")
+        lines.append("This is a DMARC aggregate report (RFC 7489) for \(HeaderText.asciiSafe(report.policyPublished.domain))")
+        lines.append("from \(HeaderText.asciiSafe(reporterDomain)), covering \(rfc5322Date(range.begin)) to \(rfc5322Date(range.end)).")
+        lines.append("Report-ID: \(HeaderText.asciiSafe(report.metadata.reportID)); \(report.records.count) records, \(report.messageCount) messages.")
         lines.append("")
         lines.append("--\(boundary)")
         lines.append("Content-Type: application/gzip; name=\"\(file)\"")
@@ -98,39 +99,7 @@ public enum DMARCReportMail {
         return "\(weekdays[wd]), \(d) \(months[Int(m - 1)]) \(y) \(two(seconds / 3600)):\(two(seconds % 3600 / 60)):\(two(seconds % 60)) +0000"
     }
 
-    /// RFC 5322 §2.2.3: folds a header line at spaces so lines stay within 78 characters where possible.
-    static func fold(_ line: String) -> [String] {
-        var out: [String] = []
-        var current = ""
-        for (i, word) in line.split(separator: " ", omittingEmptySubsequences: false).enumerated() {
-            if i == 0 {
-                current = String(word)
-            } else if current.count + 1 + word.count > 78 {
-                out.append(current)
-                current = " " + word
-            } else {
-                current += " " + word
-            }
-        }
-        out.append(current)
-        return out
-    }
 
-    /// A header value with CR, LF and other controls removed (no header injection from a report ID).
-    static func headerSafe(_ value: String) -> String {
-        String(String.UnicodeScalarView(value.unicodeScalars.filter { $0.value >= 0x20 && $0.value != 0x7F }))
-    }
 
-    /// Printable ASCII only, for the us-ascii text part.
-    static func asciiSafe(_ value: String) -> String {
-        String(String.UnicodeScalarView(value.unicodeScalars.map { ($0.value >= 0x20 && $0.value < 0x7F) ? $0 : "?" }))
-    }
 
-    /// RFC 2045 token characters (no specials, space or controls), without "!".
-    static func tokenSafe(_ value: String) -> String {
-        let specials = Set("()<>@,;:\\\"/[]?=! ".unicodeScalars)
-        return String(String.UnicodeScalarView(value.unicodeScalars.filter {
-            $0.value > 0x20 && $0.value < 0x7F && !specials.contains($0)
-        }))
-    }
 }

@@ -4,6 +4,7 @@
 // compresses (gzip, RFC 1952) and passes the bytes in.
 
 import AsyncHTTPClient
+import FacteurMIME
 import Foundation
 import NIOCore
 
@@ -13,12 +14,12 @@ public enum TLSReportMail {
     public static func filename(report: TLSReport, submitter: String, policyDomain: String) -> String {
         let begin = Int64(report.dateRange.start.timeIntervalSince1970.rounded(.down))
         let end = Int64(report.dateRange.end.timeIntervalSince1970.rounded(.down))
-        return "\(token(submitter))!\(token(policyDomain))!\(begin)!\(end).json.gz"
+        return "\(HeaderText.tokenSafe(submitter))!\(HeaderText.tokenSafe(policyDomain))!\(begin)!\(end).json.gz"
     }
 
     /// §5.3: `Report Domain: <policy domain> Submitter: <submitter> Report-ID: <report-id>`.
     public static func subject(report: TLSReport, submitter: String, policyDomain: String) -> String {
-        "Report Domain: \(headerSafe(policyDomain)) Submitter: \(headerSafe(submitter)) Report-ID: <\(headerSafe(report.reportID))>"
+        "Report Domain: \(HeaderText.headerSafe(policyDomain)) Submitter: \(HeaderText.headerSafe(submitter)) Report-ID: <\(HeaderText.headerSafe(report.reportID))>"
     }
 
     /// The whole message (CRLF line ends), ready for the outbound queue.
@@ -29,14 +30,14 @@ public enum TLSReportMail {
         let boundary = "=_facteur_tlsrpt_\(gzipped.count)_\(Int64(date.timeIntervalSince1970.rounded(.down)))"
         let totals = report.totals
         var lines: [String] = []
-        lines.append("From: \(headerSafe(from))")
-        lines.append("To: \(to.map(headerSafe).joined(separator: ", "))")
-        lines.append(contentsOf: fold("Subject: " + subject(report: report, submitter: submitter, policyDomain: policyDomain)))
+        lines.append("From: \(HeaderText.headerSafe(from))")
+        lines.append("To: \(to.map(HeaderText.headerSafe).joined(separator: ", "))")
+        lines.append(contentsOf: HeaderText.fold("Subject: " + subject(report: report, submitter: submitter, policyDomain: policyDomain)))
         lines.append("Date: \(DSNBuilder.date(date))")
-        lines.append("Message-ID: <\(headerSafe(report.reportID).replacingOccurrences(of: "<", with: "").replacingOccurrences(of: ">", with: ""))>")
+        lines.append("Message-ID: <\(HeaderText.headerSafe(report.reportID).replacingOccurrences(of: "<", with: "").replacingOccurrences(of: ">", with: ""))>")
         // §5.3: the two header fields that let a receiver sort reports without opening them.
-        lines.append("TLS-Report-Domain: \(headerSafe(policyDomain))")
-        lines.append("TLS-Report-Submitter: \(headerSafe(submitter))")
+        lines.append("TLS-Report-Domain: \(HeaderText.headerSafe(policyDomain))")
+        lines.append("TLS-Report-Submitter: \(HeaderText.headerSafe(submitter))")
         lines.append("MIME-Version: 1.0")
         lines.append("Content-Type: multipart/report; report-type=\"tlsrpt\"; boundary=\"\(boundary)\"")
         lines.append("")
@@ -46,7 +47,7 @@ public enum TLSReportMail {
         lines.append("Content-Type: text/plain; charset=us-ascii")
         lines.append("Content-Transfer-Encoding: 7bit")
         lines.append("")
-        lines.append("This is an SMTP TLS report (RFC 8460) for \(asciiSafe(policyDomain)) from \(asciiSafe(submitter)),")
+        lines.append("This is an SMTP TLS report (RFC 8460) for \(HeaderText.asciiSafe(policyDomain)) from \(HeaderText.asciiSafe(submitter)),")
         lines.append("covering \(RFC3339.format(report.dateRange.start)) to \(RFC3339.format(report.dateRange.end)):")
         lines.append("\(totals.successful) successful and \(totals.failed) failed TLS session(s).")
         lines.append("")
@@ -68,34 +69,9 @@ public enum TLSReportMail {
         return Array(lines.joined(separator: "\r\n").utf8)
     }
 
-    /// RFC 5322 §2.2.3: fold at spaces to keep lines near 78 characters.
-    static func fold(_ line: String) -> [String] {
-        var out: [String] = []
-        var current = ""
-        for (i, word) in line.split(separator: " ", omittingEmptySubsequences: false).enumerated() {
-            if i == 0 { current = String(word) } else if current.count + 1 + word.count > 78 {
-                out.append(current)
-                current = " " + word
-            } else { current += " " + word }
-        }
-        out.append(current)
-        return out
-    }
 
-    /// No CR, LF or other controls from a report ID or domain in a header (no header injection).
-    static func headerSafe(_ value: String) -> String {
-        String(String.UnicodeScalarView(value.unicodeScalars.filter { $0.value >= 0x20 && $0.value != 0x7F }))
-    }
 
-    static func asciiSafe(_ value: String) -> String {
-        String(String.UnicodeScalarView(value.unicodeScalars.map { ($0.value >= 0x20 && $0.value < 0x7F) ? $0 : "?" }))
-    }
 
-    /// RFC 2045 token characters without "!" (which separates the file name's parts).
-    static func token(_ value: String) -> String {
-        let specials = Set("()<>@,;:\\\"/[]?=! ".unicodeScalars)
-        return String(String.UnicodeScalarView(value.unicodeScalars.filter { $0.value > 0x20 && $0.value < 0x7F && !specials.contains($0) }))
-    }
 }
 
 /// RFC 8460 §5.4: POST of the compressed report to an `https:` rua.

@@ -212,32 +212,20 @@ struct DMARCReportIngestor {
 
     @discardableResult
     func ingest() async throws -> Int {
-        guard let account = try await store.account(address: address),
-              let inbox = try await store.mailbox(accountID: account.id, name: "INBOX") else { return 0 }
-        var kept = 0
-        var done: [UInt32] = []
-        for message in try await store.messages(mailboxID: inbox.id) {
-            let bytes = try await store.messageBytes(messageID: message.id)
-            do {
-                for report in try DMARCReportExtractor.reports(fromMessage: bytes) {
-                    let xml = Array(report.xml(format: report.namespace == nil ? .rfc7489 : .dmarcbis).utf8)
-                    if try await store.addReceivedDMARCReport(
-                        organization: report.metadata.orgName, reportID: report.metadata.reportID,
-                        policyDomain: report.policyPublished.domain,
-                        begin: Date(timeIntervalSince1970: TimeInterval(report.metadata.dateRange.begin)),
-                        end: Date(timeIntervalSince1970: TimeInterval(report.metadata.dateRange.end)), xml: xml) {
-                        kept += 1
-                    }
+        try await ReportMailbox.drain(store: store, address: address, kind: "DMARC report", logger: logger) { bytes in
+            var kept = 0
+            for report in try DMARCReportExtractor.reports(fromMessage: bytes) {
+                let xml = Array(report.xml(format: report.namespace == nil ? .rfc7489 : .dmarcbis).utf8)
+                if try await store.addReceivedDMARCReport(
+                    organization: report.metadata.orgName, reportID: report.metadata.reportID,
+                    policyDomain: report.policyPublished.domain,
+                    begin: Date(timeIntervalSince1970: TimeInterval(report.metadata.dateRange.begin)),
+                    end: Date(timeIntervalSince1970: TimeInterval(report.metadata.dateRange.end)), xml: xml) {
+                    kept += 1
                 }
-            } catch {
-                logger.notice("not a DMARC report", metadata: ["uid": "\(message.uid)", "error": "\(error)"])
             }
-            done.append(message.uid)
+            return kept
         }
-        // Kept as parsed reports in the store: the messages themselves would only pile up.
-        if !done.isEmpty { try await store.expunge(mailboxID: inbox.id, uids: done) }
-        if kept > 0 { logger.info("DMARC reports received", metadata: ["count": "\(kept)"]) }
-        return kept
     }
 }
 

@@ -223,24 +223,13 @@ struct TLSReportIngestor: Sendable {
 
     @discardableResult
     func ingest() async throws -> Int {
-        guard let account = try await store.account(address: address),
-              let inbox = try await store.mailbox(accountID: account.id, name: "INBOX") else { return 0 }
-        var kept = 0
-        var done: [UInt32] = []
-        for message in try await store.messages(mailboxID: inbox.id).prefix(500) {
-            let bytes = try await store.messageBytes(messageID: message.id)
-            do {
-                for report in try TLSReportExtractor.reports(fromMessage: bytes) {
-                    if try await TLSReportExtractor.store(report, in: store) { kept += 1 }
-                }
-            } catch {
-                logger.notice("not a TLS report", metadata: ["uid": "\(message.uid)", "error": "\(error)"])
+        try await ReportMailbox.drain(store: store, address: address, kind: "TLS report", logger: logger) { bytes in
+            var kept = 0
+            for report in try TLSReportExtractor.reports(fromMessage: bytes) {
+                if try await TLSReportExtractor.store(report, in: store) { kept += 1 }
             }
-            done.append(message.uid)
+            return kept
         }
-        if !done.isEmpty { try await store.expunge(mailboxID: inbox.id, uids: done) }
-        if kept > 0 { logger.info("TLS reports received", metadata: ["count": "\(kept)"]) }
-        return kept
     }
 }
 
