@@ -137,6 +137,7 @@ public struct TransportPolicyResolver: Sendable {
             if demand != .policyExempt {
                 outcomes.append(TLSSessionOutcome(recipientDomain: domain, policyType: .sts, policyDomain: domain,
                                                   receivingMXHostname: routed.targets.first?.hostname ?? domain,
+                                                  receivingIP: routed.targets.first?.addresses.first,
                                                   failure: type, failureDetail: detail, date: now))
             }
         }
