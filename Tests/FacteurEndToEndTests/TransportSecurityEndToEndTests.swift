@@ -282,6 +282,8 @@ final class TransportSecurityEndToEndTests: E2ETestCase {
         try startDNS(port: dnsPort, policyRecords: policyRecords)
         try start(b, ports: ports)
         try waitForPolicy(b, ports: ports, root: issuingRoot, containing: "mx: mail.elsewhere.test\r\n")
+        // A's resolver may still hold the old `_mta-sts` TXT for its 1 s TTL.
+        Thread.sleep(forTimeInterval: 2.5)
         try submit(from: a, to: b.user, subject: "a-to-b-mismatch")
         let held = try waitForDeferral(a)
         XCTAssertTrue(held.text.contains("4.7.5") && held.text.contains("MTA-STS"), held.text)
