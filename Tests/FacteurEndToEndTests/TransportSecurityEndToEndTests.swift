@@ -302,6 +302,9 @@ final class TransportSecurityEndToEndTests: E2ETestCase {
         XCTAssertNil(reports["c.test"], "no session was opened to c.test")
         let json = try XCTUnwrap(reports["b.test"], "no report for b.test: \(pending.stdoutText)")
         try checkReport(json, successes: 2, failures: failuresLogged, policyMX: ["mail.b.test", "mail.elsewhere.test"], peer: b)
+        let one = try FacteurProcess.cli(["tlsrpt", "pending", "--include-today", "--domain", "B.test", "--config", a.config.path],
+                                         dataDir: a.dataDir)
+        XCTAssertEqual(Array(Self.splitPending(one.stdoutText).keys), ["b.test"], one.summary)
     }
 
     func waitForDeferral(_ o: Organisation, timeout: TimeInterval = 30) throws -> (id: String, text: String) {
