@@ -333,7 +333,11 @@ public final class QueueDeliveryService: OutboundQueue, Sendable {
                 } else {
                     decision = await transportPolicy.decide(domain: domain, routed: routed, sts: sts, demand: demand, now: clock())
                 }
-                for outcome in decision.outcomes {
+                for var outcome in decision.outcomes {
+                    // RFC 8460 §4.4 wants sending-mta-ip even when policy stopped us before connecting.
+                    if outcome.sendingMTAIP == nil, let peer = outcome.receivingIP {
+                        outcome.sendingMTAIP = (peer.contains(":") ? client.sourceIPv6 : client.sourceIPv4) ?? SourceAddress.toward(peer)
+                    }
                     logger.info("\(domain): TLS policy failure (\(outcome.policyType.rawValue), \(outcome.failure?.rawValue ?? "")): \(outcome.failureDetail ?? "")")
                     await tlsReportSink?.record(outcome)
                 }

@@ -137,6 +137,7 @@ public struct TransportPolicyResolver: Sendable {
             if demand != .policyExempt {
                 outcomes.append(TLSSessionOutcome(recipientDomain: domain, policyType: .sts, policyDomain: domain,
                                                   receivingMXHostname: routed.targets.first?.hostname ?? domain,
+                                                  receivingIP: routed.targets.first?.addresses.first,
                                                   failure: type, failureDetail: detail, date: now))
             }
         }
@@ -175,7 +176,7 @@ public struct TransportPolicyResolver: Sendable {
                 if !matches, demand != .policyExempt {
                     outcomes.append(TLSSessionOutcome(recipientDomain: domain, policyType: .sts, policyStrings: stsPolicy.policyStrings,
                                                       policyDomain: domain, mxHostPattern: pattern, receivingMXHostname: target.hostname,
-                                                      failure: .validationFailure,
+                                                      receivingIP: target.addresses.first, failure: .validationFailure,
                                                       failureDetail: "MX host \(target.hostname) does not match the MTA-STS policy", date: now))
                     if stsPolicy.mode == .enforce {
                         excluded.append("\(target.hostname) is not an MX host of the MTA-STS policy of \(domain) (mx: \(pattern))")

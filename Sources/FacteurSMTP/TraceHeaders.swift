@@ -19,7 +19,10 @@ public enum TraceHeaders {
         let client = addressLiteral(transaction.clientAddress)
         var text = "Received: from \(sanitize(transaction.heloName)) (\(client))\r\n"
         // RFC 8314 §4.3: record the TLS version and cipher, as a comment (RFC 5321 §4.4 allows CFWS here).
-        if let tls = transaction.tls { text += "\t(using \(sanitize(tls)))\r\n" }
+        if let tls = transaction.tls {
+            // RFC 8689 §4: the message must keep to TLS onward; say so in the trace, beside the TLS it came under.
+            text += "\t(using \(sanitize(tls))\(transaction.requireTLS ? "; REQUIRETLS" : ""))\r\n"
+        }
         text += "\tby \(hostname) (Facteur) with \(transaction.receivedProtocol) id \(transaction.id)"
         if let recipient { text += "\r\n\tfor <\(sanitize(recipient))>" }
         text += "; \(rfc5322Date(date))\r\n"

@@ -34,8 +34,11 @@ struct TLSRPTCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print the reports not sent yet (RFC 8460 JSON), one per recipient domain and day.")
         @OptionGroup var options: CommonOptions
         @Flag(name: .customLong("include-today"), help: "Include today's sessions (the day is not over).") var includeToday = false
+        @Option(help: "Only the report(s) for this recipient domain.") var domain: String?
         func run() async throws {
-            for report in try await TLSReportCommands.pending(configuration: options.load(), includeToday: includeToday) {
+            let wanted = domain?.lowercased()
+            for report in try await TLSReportCommands.pending(configuration: options.load(), includeToday: includeToday)
+            where wanted == nil || report.domain.lowercased() == wanted {
                 print("# \(report.domain)")
                 print(report.json)
             }

@@ -9,14 +9,12 @@ import XCTest
 final class ACMEEndToEndTests: E2ETestCase {
     override var startsServer: Bool { false }
     var unbound: UnboundProcess?
-    var pebble: Process?
+    var pebble: PebbleProcess?
 
     override func tearDownWithError() throws {
         if let server, server.isRunning { XCTAssertEqual(server.stop(), 0, "graceful stop; log: \(server.logExcerpt)") }
-        if let pebble, pebble.isRunning { pebble.terminate(); pebble.waitUntilExit() }
-        if (testRun?.failureCount ?? 0) > 0 {
-            print("pebble log:\n" + ((try? String(contentsOf: dataRoot.url.appendingPathComponent("pebble.log"), encoding: .utf8)) ?? ""))
-        }
+        if let pebble, (testRun?.failureCount ?? 0) > 0 { print("pebble log:\n" + pebble.log) }
+        pebble?.stop()
         unbound?.stop()
         try super.tearDownWithError()
     }
@@ -38,55 +36,16 @@ final class ACMEEndToEndTests: E2ETestCase {
             _ = try RequiredTool.path("unbound")
             return
         }
-        guard let dnsPort = UnboundProcess.freePort(), let acmePort = UnboundProcess.freePort(),
-              let managementPort = UnboundProcess.freePort(), let httpPort = UnboundProcess.freePort(),
+        guard let dnsPort = UnboundProcess.freePort(), let httpPort = UnboundProcess.freePort(),
               let httpsPort = UnboundProcess.freePort() else { throw XCTSkip("no free ports") }
         unbound = try UnboundProcess(executable: unboundPath, port: dnsPort, zones: [
             "acme.test": ["mail.acme.test. 60 IN A 127.0.0.1", "mta-sts.acme.test. 60 IN A 127.0.0.1"],
         ])
 
-        // Pebble's HTTPS certificate, from a throw-away CA (openssl).
         let root = dataRoot.url
-        let ca = root.appendingPathComponent("ca.pem").path, caKey = root.appendingPathComponent("ca.key").path
-        let wfe = root.appendingPathComponent("wfe.pem").path, wfeKey = root.appendingPathComponent("wfe.key").path
-        let extFile = root.appendingPathComponent("wfe.ext").path
-        try "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n".write(toFile: extFile, atomically: true, encoding: .utf8)
-        for command in [
-            ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", caKey, "-out", ca,
-             "-days", "2", "-subj", "/CN=Facteur e2e ACME CA"],
-            ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", wfeKey,
-             "-out", wfe + ".csr", "-subj", "/CN=localhost"],
-            ["x509", "-req", "-in", wfe + ".csr", "-CA", ca, "-CAkey", caKey, "-CAcreateserial", "-out", wfe, "-days", "2",
-             "-extfile", extFile],
-        ] {
-            let result = try Subprocess.run(openssl, command, timeout: 30)
-            XCTAssertEqual(result.status, 0, result.summary)
-        }
-        let pebbleConfig = root.appendingPathComponent("pebble.json")
-        try JSONSerialization.data(withJSONObject: ["pebble": [
-            "listenAddress": "127.0.0.1:\(acmePort)", "managementListenAddress": "127.0.0.1:\(managementPort)",
-            "certificate": wfe, "privateKey": wfeKey, "httpPort": httpPort, "tlsPort": httpsPort,
-            "ocspResponderURL": "", "externalAccountBindingRequired": false,
-        ]]).write(to: pebbleConfig)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: pebblePath)
-        process.arguments = ["-config", pebbleConfig.path, "-dnsserver", "127.0.0.1:\(dnsPort)"]
-        var environment = ProcessInfo.processInfo.environment
-        environment["PEBBLE_VA_NOSLEEP"] = "1"
-        process.environment = environment
-        let logPath = root.appendingPathComponent("pebble.log").path
-        FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        process.standardOutput = log
-        process.standardError = log
-        try process.run()
-        pebble = process
-        var up = false
-        for _ in 0..<100 where !up {
-            up = (try? LoopbackLineClient(port: acmePort, timeout: 1)) != nil
-            if !up { Thread.sleep(forTimeInterval: 0.1) }
-        }
-        XCTAssertTrue(up, "pebble did not start")
+        let started = try PebbleProcess(executable: pebblePath, directory: root.appendingPathComponent("pebble"), dnsPort: dnsPort,
+                                        httpPort: httpPort, tlsPort: httpsPort)
+        pebble = started
 
         let config = root.appendingPathComponent("facteur.toml")
         try """
@@ -95,10 +54,10 @@ final class ACMEEndToEndTests: E2ETestCase {
         dns_servers = ["127.0.0.1:\(dnsPort)"]
         [acme]
         enabled = true
-        directory = "https://localhost:\(acmePort)/dir"
+        directory = "\(started.directoryURL)"
         contact = ["mailto:postmaster@acme.test"]
         challenge = "\(challenge)"
-        trust_roots = "\(ca)"
+        trust_roots = "\(started.trustRoots)"
         [mta_sts]
         mode = "enforce"
         """.write(to: config, atomically: true, encoding: .utf8)
