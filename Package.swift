@@ -122,7 +122,7 @@ let package = Package(
         ]),
         // Outbound delivery: durable queue, SMTP client, MX routing, retries, DSNs (RFC 5321, 3461, 3464).
         .target(name: "FacteurQueue", dependencies: [
-            "FacteurStore", "FacteurDNS", "FacteurMIME",
+            "FacteurStore", "FacteurDNS", "FacteurMIME", "FacteurNet",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOTLS", package: "swift-nio"),

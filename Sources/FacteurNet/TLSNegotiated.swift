@@ -33,7 +33,8 @@ public struct TLSConnectionInfo: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// IANA names of the suites our policy can negotiate; anything else is shown by number.
+    /// IANA names of the suites our policy can negotiate, and of those a remote server may pick;
+    /// anything else is shown by number.
     public static func cipherName(_ code: UInt16) -> String {
         switch code {
         case 0x1301: return "TLS_AES_128_GCM_SHA256"
@@ -45,6 +46,8 @@ public struct TLSConnectionInfo: Sendable, Equatable, CustomStringConvertible {
         case 0xC030: return "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"
         case 0xCCA8: return "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"
         case 0xCCA9: return "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256"
+        case 0x009C: return "TLS_RSA_WITH_AES_128_GCM_SHA256"
+        case 0x009D: return "TLS_RSA_WITH_AES_256_GCM_SHA384"
         default:
             let hex = String(code, radix: 16, uppercase: true)
             return "0x" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
@@ -83,7 +86,7 @@ final class TLSServerHelloObserver: ChannelOutboundHandler, RemovableChannelHand
     }
 
     private func inspect(context: ChannelHandlerContext) {
-        switch Self.cipherSuite(inServerHello: seen) {
+        switch TLSServerHello.cipherSuite(in: seen) {
         case .some(.some(let suite)):
             context.fireUserInboundEventTriggered(TLSCipherSelectedEvent(cipherSuite: suite))
             finish(context: context)
@@ -108,11 +111,21 @@ final class TLSServerHelloObserver: ChannelOutboundHandler, RemovableChannelHand
         done = true
         seen = []
     }
+}
 
-    /// nil: need more bytes; .some(nil): not a ServerHello; .some(suite): the chosen suite.
-    static func cipherSuite(inServerHello bytes: [UInt8]) -> UInt16?? {
+/// The cipher suite in a ServerHello, which travels in clear in the first handshake record
+/// (RFC 8446 §4.1.3, RFC 5246 §7.4.1.3): swift-nio-ssl does not expose the negotiated suite, so
+/// the server (our own ServerHello) and the SMTP client (the MX host's) both read it there.
+public enum TLSServerHello {
+    /// nil: more bytes needed; .some(nil): not a ServerHello (an alert, say); .some(suite): the suite chosen.
+    public static func cipherSuite(in bytes: [UInt8]) -> UInt16?? {
+        // TLSPlaintext: type(1) = 22 handshake, legacy_record_version(2), length(2).
+        guard bytes.count >= 5 else { return nil }
+        guard bytes[0] == 22 else { return .some(nil) }
+        // Handshake: msg_type(1) = 2 server_hello, length(3).
         guard bytes.count >= 9 else { return nil }
-        guard bytes[0] == 22, bytes[5] == 2 else { return .some(nil) }   // handshake record, server_hello
+        guard bytes[5] == 2 else { return .some(nil) }
+        // legacy_version(2), random(32), legacy_session_id<0..32>, cipher_suite(2).
         let sessionIDAt = 9 + 2 + 32
         guard bytes.count > sessionIDAt else { return nil }
         let sessionIDLength = Int(bytes[sessionIDAt])

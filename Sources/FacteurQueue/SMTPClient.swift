@@ -5,6 +5,7 @@
 // RFC 2920 PIPELINING, RFC 3030 CHUNKING (BDAT), RFC 1870 SIZE, RFC 6152 8BITMIME,
 // RFC 6531 SMTPUTF8, RFC 3461 DSN parameters, RFC 4954 AUTH PLAIN (smarthosts, over TLS only).
 
+import FacteurNet
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
@@ -310,7 +311,7 @@ public actor SMTPClientConnection {
         tlsActive = true
         let version = try? await channel.nioSSL_tlsVersion().get()
         var info = SMTPClientTLSInfo(version: version.flatMap { $0 }.map(Self.versionName) ?? "TLS",
-                                     cipher: cipher.withLockedValue { $0 }.map(ServerHelloCipherObserver.name), verification: .none)
+                                     cipher: cipher.withLockedValue { $0 }.map(TLSConnectionInfo.cipherName), verification: .none)
         let chain = presented.withLockedValue { $0 }
         if let policy = configuration.tlsPolicy {
             switch policy.requirement {

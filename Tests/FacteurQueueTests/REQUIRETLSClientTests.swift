@@ -3,6 +3,7 @@
 // does not. Also the TLS details' log text when no TLS was negotiated.
 
 import Foundation
+import FacteurNet
 import XCTest
 @testable import FacteurQueue
 
@@ -44,13 +45,13 @@ final class REQUIRETLSClientTests: XCTestCase {
     func testServerHelloCipherSuiteIsRead() {
         // A TLS 1.3 ServerHello header: record, handshake type 2, version, random, 32-octet session id, suite.
         var hello: [UInt8] = [22, 3, 3, 0, 90, 2, 0, 0, 86, 3, 3] + [UInt8](repeating: 7, count: 32) + [32] + [UInt8](repeating: 1, count: 32)
-        XCTAssertNil(ServerHelloCipherObserver.cipherSuite(inServerHello: hello), "needs the suite's two octets")
+        XCTAssertNil(TLSServerHello.cipherSuite(in: hello), "needs the suite's two octets")
         hello += [0x13, 0x02, 0]
-        XCTAssertEqual(ServerHelloCipherObserver.cipherSuite(inServerHello: hello), .some(0x1302))
-        XCTAssertEqual(ServerHelloCipherObserver.name(0x1302), "TLS_AES_256_GCM_SHA384")
-        XCTAssertEqual(ServerHelloCipherObserver.name(0x00FF), "0x00FF")
-        XCTAssertEqual(ServerHelloCipherObserver.cipherSuite(inServerHello: [21, 3, 3, 0, 2, 2, 40]), .some(nil), "an alert")
-        XCTAssertEqual(ServerHelloCipherObserver.cipherSuite(inServerHello: [22, 3, 3, 0, 4, 1, 0, 0, 0]), .some(nil), "not a ServerHello")
+        XCTAssertEqual(TLSServerHello.cipherSuite(in: hello), .some(0x1302))
+        XCTAssertEqual(TLSConnectionInfo.cipherName(0x1302), "TLS_AES_256_GCM_SHA384")
+        XCTAssertEqual(TLSConnectionInfo.cipherName(0x00FF), "0x00FF")
+        XCTAssertEqual(TLSServerHello.cipherSuite(in: [21, 3, 3, 0, 2, 2, 40]), .some(nil), "an alert")
+        XCTAssertEqual(TLSServerHello.cipherSuite(in: [22, 3, 3, 0, 4, 1, 0, 0, 0]), .some(nil), "not a ServerHello")
     }
 
     func testTLSInfoLogText() {

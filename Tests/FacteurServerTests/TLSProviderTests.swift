@@ -229,9 +229,9 @@ final class TLSProviderTests: XCTestCase {
         XCTAssertEqual(TLSConnectionInfo.cipherName(0x0A), "0x000A")
         // record header, server_hello, version, random, empty session id, suite 0x1302
         let hello: [UInt8] = [22, 3, 3, 0, 60, 2, 0, 0, 56, 3, 3] + Array(repeating: 7, count: 32) + [0, 0x13, 0x02, 0]
-        XCTAssertEqual(TLSServerHelloObserver.cipherSuite(inServerHello: hello), .some(.some(0x1302)))
-        XCTAssertEqual(TLSServerHelloObserver.cipherSuite(inServerHello: Array(hello.prefix(20))), .none)
-        XCTAssertEqual(TLSServerHelloObserver.cipherSuite(inServerHello: [21, 3, 3, 0, 2, 2, 70, 0, 0]), .some(.none), "an alert")
+        XCTAssertEqual(TLSServerHello.cipherSuite(in: hello), .some(.some(0x1302)))
+        XCTAssertEqual(TLSServerHello.cipherSuite(in: Array(hello.prefix(20))), .none)
+        XCTAssertEqual(TLSServerHello.cipherSuite(in: [21, 3, 3, 0, 2, 2, 70, 0, 0]), .some(.none), "an alert")
     }
 
     func testReloadIntervalIsConfigurable() throws {
