@@ -10,11 +10,18 @@ public final class IMAPChangeInbox: Sendable {
     static let capacity = 10_000
 
     struct Pending: Sendable {
-        /// Messages were added to or removed from the watched mailbox.
-        var membershipChanged = false
+        /// UIDs added to the watched mailbox, in commit order (hence ascending).
+        var appended: [UInt32] = []
+        /// UIDs removed from the watched mailbox.
+        var expunged: [UInt32] = []
+        /// The watched mailbox itself went away: only a fresh look at the store can say what is left.
+        var mailboxGone = false
         var flagChanges: [(uid: UInt32, modSeq: UInt64)] = []
+        /// Too many changes to keep: the details were dropped, and the session compares its
+        /// UIDs with the store's instead.
         var overflowed = false
-        var isEmpty: Bool { !membershipChanged && flagChanges.isEmpty && !overflowed }
+        var isEmpty: Bool { appended.isEmpty && expunged.isEmpty && !mailboxGone && flagChanges.isEmpty && !overflowed }
+        var count: Int { appended.count + expunged.count + flagChanges.count }
     }
 
     private struct State {
@@ -42,25 +49,37 @@ public final class IMAPChangeInbox: Sendable {
         let wake: (@Sendable () -> Void)? = state.withLockedValue { state in
             guard let mailboxID = state.mailboxID else { return nil }
             switch change {
-            case .appended(_, let id, _, _), .expunged(_, let id, _, _):
+            case .appended(_, let id, let uid, _):
                 guard id == mailboxID else { return nil }
-                state.pending.membershipChanged = true
+                if state.pending.count >= Self.capacity { state.pending.overflowed = true } else { state.pending.appended.append(uid) }
+            case .expunged(_, let id, let uid, _):
+                guard id == mailboxID else { return nil }
+                if state.pending.count >= Self.capacity { state.pending.overflowed = true } else { state.pending.expunged.append(uid) }
             case .flagsChanged(_, let id, let uid, let modSeq):
                 guard id == mailboxID else { return nil }
-                if state.pending.flagChanges.count >= Self.capacity {
-                    state.pending.overflowed = true
-                } else {
-                    state.pending.flagChanges.append((uid, modSeq))
-                }
+                if state.pending.count >= Self.capacity { state.pending.overflowed = true } else { state.pending.flagChanges.append((uid, modSeq)) }
             case .mailboxDeleted(_, let id):
                 guard id == mailboxID else { return nil }
-                state.pending.membershipChanged = true
+                state.pending.mailboxGone = true
             case .mailboxCreated, .mailboxRenamed:
                 return nil
             }
             return state.wake
         }
         wake?()
+    }
+
+    /// Expunges seen while the session could not report them (RFC 9051 §7.5.1: not during
+    /// FETCH, STORE or SEARCH) go back, to be reported at the next point that allows them.
+    func putBack(expunged uids: [UInt32]) {
+        guard !uids.isEmpty else { return }
+        state.withLockedValue { state in
+            if state.pending.count + uids.count > Self.capacity {
+                state.pending.overflowed = true
+            } else {
+                state.pending.expunged.append(contentsOf: uids)
+            }
+        }
     }
 
     func take() -> Pending {

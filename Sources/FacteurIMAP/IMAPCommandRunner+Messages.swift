@@ -49,8 +49,8 @@ extension IMAPCommandRunner {
                 for r in records { byUID[r.uid] = r }
                 var summaries: [Int64: MessageSummary] = [:]
                 if needsSummary {
-                    let wanted = records.filter { r in modifiers.changedSince.map { r.modSeq > $0 } ?? true }.map(\.id)
-                    summaries = try await store.summaries(messageIDs: wanted)
+                    let wanted = records.filter { r in modifiers.changedSince.map { r.modSeq > $0 } ?? true }
+                    summaries = try await store.summaries(of: wanted)
                 }
                 // Bytes too are read a group of messages per query (see `nextBytesGroup`).
                 var bytesAhead: [Int64: [UInt8]] = [:]
@@ -510,31 +510,47 @@ extension IMAPCommandRunner {
         guard !pending.isEmpty || session.needsResync else { return }
         do {
             var flagChanges = pending.flagChanges
-            if pending.membershipChanged || pending.overflowed || session.needsResync {
-                let records = try await store.messages(mailboxID: selected.id)
-                let current = Set(records.map(\.uid))
-                let gone = selected.uids.filter { !current.contains($0) }
-                if !gone.isEmpty {
-                    if expunges {
-                        await reportExpunged(Set(gone), session: &session, output: output)
-                        selected = session.selected ?? selected
-                        session.needsResync = false
-                    } else {
-                        session.needsResync = true
-                    }
-                } else {
-                    session.needsResync = false
-                }
+            // The feed names each UID added or removed, so the usual case reads nothing. The store
+            // is asked for the whole UID list only when those details are missing: the inbox
+            // overflowed, the mailbox went away, or an earlier comparison failed.
+            var gone: Set<UInt32>
+            var added: [UInt32]
+            if pending.overflowed || pending.mailboxGone || session.needsResync {
+                let current = try await store.uids(mailboxID: selected.id)
+                let present = Set(current)
+                gone = Set(selected.uids.filter { !present.contains($0) })
                 let last = selected.uids.last ?? 0
-                let added = records.filter { $0.uid > last }.map(\.uid)
-                if !added.isEmpty {
-                    selected.uids.append(contentsOf: added)
-                    session.selected = selected
-                    await output.write(line("* \(selected.uids.count) EXISTS"))
-                }
+                added = current.filter { $0 > last }
+                session.needsResync = false
                 if pending.overflowed {
-                    // Details were lost: report every message's flags.
-                    flagChanges = records.map { ($0.uid, $0.modSeq) }
+                    // Flag details were lost too: report every message's flags.
+                    flagChanges = try await store.messages(mailboxID: selected.id).map { ($0.uid, $0.modSeq) }
+                }
+            } else {
+                // A UID appended before this session's snapshot is already listed, and UIDs only
+                // grow: what is new is above the last one known. Expunged UIDs not listed were
+                // removed before the snapshot, or already reported by this session's EXPUNGE.
+                let expunged = Set(pending.expunged)
+                gone = expunged.isEmpty ? [] : Set(selected.uids.filter { expunged.contains($0) })
+                let last = selected.uids.last ?? 0
+                added = pending.appended.filter { $0 > last && !expunged.contains($0) }.sorted()
+            }
+            if !added.isEmpty {
+                // Both lists come from the store in UID order; dedupe in case a snapshot overlapped.
+                var previous = selected.uids.last ?? 0
+                for uid in added where uid > previous {
+                    selected.uids.append(uid)
+                    previous = uid
+                }
+                session.selected = selected
+                await output.write(line("* \(selected.uids.count) EXISTS"))
+            }
+            if !gone.isEmpty {
+                if expunges {
+                    await reportExpunged(gone, session: &session, output: output)
+                    selected = session.selected ?? selected
+                } else {
+                    session.changeInbox.putBack(expunged: Array(gone))
                 }
             }
             var seen = Set<UInt32>()

@@ -92,7 +92,7 @@ extension IMAPCommandRunner {
         for (i, messageUID) in selected.uids.enumerated() {
             guard let record = byUID[messageUID], try await matcher.matches(key, msn: i + 1, record: record) else { continue }
             var summary: MessageSummary?
-            if envelopes || references { summary = try await store.summary(messageID: record.id) }
+            if envelopes || references { summary = try await store.summaries(of: [record])[record.id] }
             var referencesField: String?
             if references {
                 // References is not in the ENVELOPE: read it from the header (bounded by the

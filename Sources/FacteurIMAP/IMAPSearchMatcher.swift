@@ -173,7 +173,7 @@ struct IMAPSearchMatcher {
     /// previous batch's, so memory stays one batch whatever the mailbox size.
     mutating func prefetch(_ records: [MessageRecord]) async throws {
         prefetched = [:]
-        prefetched = try await store.summaries(messageIDs: records.map(\.id))
+        prefetched = try await store.summaries(of: records)
     }
 
     private mutating func loadSummary(_ record: MessageRecord) async throws -> MessageSummary? {

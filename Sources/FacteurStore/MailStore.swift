@@ -284,6 +284,11 @@ public protocol MailStore: Sendable {
     func messages(mailboxID: Int64, uids: [UInt32]) async throws -> [MessageRecord]
     /// MIME summaries by message id; absent ids are left out.
     func summaries(messageIDs: [Int64]) async throws -> [Int64: MessageSummary]
+    /// MIME summaries of these messages by message id (a store may serve them from a cache).
+    func summaries(of records: [MessageRecord]) async throws -> [Int64: MessageSummary]
+    /// Every UID of the mailbox, ascending (what a session compares its view with); throws
+    /// `StoreError.notFound` when the mailbox is gone.
+    func uids(mailboxID: Int64) async throws -> [UInt32]
 
     /// Every change, as it commits.
     func changes() -> AsyncStream<MailboxChange>

@@ -42,6 +42,14 @@ extension MailStore {
         MailboxIndex(records: try await messages(mailboxID: mailboxID))
     }
 
+    public func uids(mailboxID: Int64) async throws -> [UInt32] {
+        try await messages(mailboxID: mailboxID).map(\.uid)
+    }
+
+    public func summaries(of records: [MessageRecord]) async throws -> [Int64: MessageSummary] {
+        try await summaries(messageIDs: records.map(\.id))
+    }
+
     public func messages(mailboxID: Int64, uids: [UInt32]) async throws -> [MessageRecord] {
         var out: [MessageRecord] = []
         for uid in Set(uids).sorted() {
@@ -108,17 +116,12 @@ extension SQLiteMailStore {
                 let span = UInt64(high) - UInt64(low) + 1
                 if span <= UInt64(batch.count) * 2 {
                     let wanted = Set(batch)
-                    return try Row.fetchAll(db.cachedStatement(sql: """
+                    return try Self.messageRecords(db.cachedStatement(sql: """
                         SELECT \(Self.messageColumns) FROM message WHERE mailboxID = ? AND uid BETWEEN ? AND ? ORDER BY uid
-                        """), arguments: [mailboxID, Int64(low), Int64(high)])
-                        .map(Self.messageRecord).filter { wanted.contains($0.uid) }
+                        """), arguments: [mailboxID, Int64(low), Int64(high)]).filter { wanted.contains($0.uid) }
                 }
-                let marks = Array(repeating: "?", count: batch.count).joined(separator: ",")
-                var arguments: [any DatabaseValueConvertible] = [mailboxID]
-                arguments.append(contentsOf: batch.map { Int64($0) })
-                return try Row.fetchAll(db.makeStatement(sql: """
-                    SELECT \(Self.messageColumns) FROM message WHERE mailboxID = ? AND uid IN (\(marks)) ORDER BY uid
-                    """), arguments: StatementArguments(arguments)).map(Self.messageRecord)
+                let statement = try db.cachedStatement(sql: "SELECT \(Self.messageColumns) FROM message WHERE mailboxID = ? AND uid = ?")
+                return try batch.flatMap { uid in try Self.messageRecords(statement, arguments: [mailboxID, Int64(uid)]) }
             }
             out.append(contentsOf: records)
             start = end
@@ -130,19 +133,26 @@ extension SQLiteMailStore {
     public func summaries(messageIDs: [Int64]) async throws -> [Int64: MessageSummary] {
         let ids = Array(Set(messageIDs))
         var out: [Int64: MessageSummary] = [:]
+        out.reserveCapacity(ids.count)
         var start = 0
         while start < ids.count {
             let end = min(start + storeQueryBatchSize, ids.count)
             let batch = Array(ids[start..<end])
-            let rows: [(Int64, Data)] = try await read { db in
-                let marks = Array(repeating: "?", count: batch.count).joined(separator: ",")
-                return try Row.fetchAll(db.makeStatement(sql: """
-                    SELECT message.id, blob.summary FROM message JOIN blob ON blob.id = message.blobID WHERE message.id IN (\(marks))
-                    """), arguments: StatementArguments(batch)).map { ($0[0], $0[1]) }
+            // One prepared statement stepped per id: cheaper than preparing an IN list each time.
+            let rows: [(Int64, [UInt8])] = try await read { db in
+                let statement = try db.cachedStatement(sql: """
+                    SELECT blob.summary FROM message JOIN blob ON blob.id = message.blobID WHERE message.id = ?
+                    """)
+                var rows: [(Int64, [UInt8])] = []
+                rows.reserveCapacity(batch.count)
+                for id in batch {
+                    if let encoded = try Data.fetchOne(statement, arguments: [id]) { rows.append((id, [UInt8](encoded))) }
+                }
+                return rows
             }
             for (id, encoded) in rows {
                 do {
-                    out[id] = try SummaryCodec.decode([UInt8](encoded))
+                    out[id] = try SummaryCodec.decode(encoded)
                 } catch {
                     throw StoreError.invalid("summary of message \(id) is unreadable: \(error)")
                 }
@@ -201,11 +211,12 @@ extension SQLiteMailStore: IMAPBatchedStore {
             let batch = Array(ids[start..<end])
             start = end
             let rows: [(id: Int64, prefix: Data, data: Data?, blobID: String)] = try await read { db in
-                let marks = Array(repeating: "?", count: batch.count).joined(separator: ",")
-                return try Row.fetchAll(db.makeStatement(sql: """
-                    SELECT message.id, message.prefix, blob.data, blob.id FROM message JOIN blob ON blob.id = message.blobID
-                    WHERE message.id IN (\(marks))
-                    """), arguments: StatementArguments(batch)).map { (id: $0[0], prefix: $0[1] ?? Data(), data: $0[2], blobID: $0[3]) }
+                let statement = try db.cachedStatement(sql: """
+                    SELECT message.prefix, blob.data, blob.id FROM message JOIN blob ON blob.id = message.blobID WHERE message.id = ?
+                    """)
+                return try batch.compactMap { id in
+                    try Row.fetchOne(statement, arguments: [id]).map { (id: id, prefix: $0[0] ?? Data(), data: $0[1], blobID: $0[2]) }
+                }
             }
             for row in rows {
                 var bytes = [UInt8](row.prefix)
@@ -247,6 +258,51 @@ extension SQLiteMailStore: IMAPBatchedStore {
             }
             return out
         }
+    }
+
+    public func uids(mailboxID: Int64) async throws -> [UInt32] {
+        try await read { db in
+            try Self.requireMailbox(db, mailboxID)
+            var uids: [UInt32] = []
+            let cursor = try Int64.fetchCursor(db.cachedStatement(sql: "SELECT uid FROM message WHERE mailboxID = ? ORDER BY uid"),
+                                               arguments: [mailboxID])
+            while let uid = try cursor.next() { uids.append(UInt32(truncatingIfNeeded: uid)) }
+            return uids
+        }
+    }
+
+    /// Summaries are a function of the blob's bytes, and a blob id is the hash of its bytes: a
+    /// cached summary never goes stale. Misses are read in one transaction, by blob id.
+    public func summaries(of records: [MessageRecord]) async throws -> [Int64: MessageSummary] {
+        var out: [Int64: MessageSummary] = [:]
+        out.reserveCapacity(records.count)
+        var missing: [MessageRecord] = []
+        for record in records {
+            if let cached = summaryCache.value(forBlob: record.blobID) { out[record.id] = cached } else { missing.append(record) }
+        }
+        var start = 0
+        while start < missing.count {
+            let end = min(start + storeQueryBatchSize, missing.count)
+            let batch = Array(missing[start..<end])
+            start = end
+            let rows: [(record: MessageRecord, encoded: [UInt8])] = try await read { db in
+                let statement = try db.cachedStatement(sql: "SELECT summary FROM blob WHERE id = ?")
+                return try batch.compactMap { record in
+                    try Data.fetchOne(statement, arguments: [record.blobID]).map { (record, [UInt8]($0)) }
+                }
+            }
+            for row in rows {
+                let summary: MessageSummary
+                do {
+                    summary = try SummaryCodec.decode(row.encoded)
+                } catch {
+                    throw StoreError.invalid("summary of message \(row.record.id) is unreadable: \(error)")
+                }
+                summaryCache.insert(summary, forBlob: row.record.blobID, cost: row.encoded.count)
+                out[row.record.id] = summary
+            }
+        }
+        return out
     }
 
     public func deletedUIDs(mailboxID: Int64) async throws -> [UInt32] {

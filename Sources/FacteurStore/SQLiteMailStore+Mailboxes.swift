@@ -51,16 +51,16 @@ extension SQLiteMailStore {
     /// INBOX first, then by name.
     public func mailboxes(accountID: Int64) async throws -> [MailboxRecord] {
         try await read { db in
-            try Row.fetchAll(db, sql: """
+            try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT \(Self.mailboxColumns) FROM mailbox WHERE accountID = ? ORDER BY name <> 'INBOX', name
-                """, arguments: [accountID]).map(Self.mailboxRecord)
+                """), arguments: [accountID]).map(Self.mailboxRecord)
         }
     }
 
     public func mailbox(accountID: Int64, name: String) async throws -> MailboxRecord? {
         let name = try StoreNames.mailboxName(name)
         return try await read { db in
-            try Row.fetchOne(db, sql: "SELECT \(Self.mailboxColumns) FROM mailbox WHERE accountID = ? AND name = ?",
+            try Row.fetchOne(db.cachedStatement(sql: "SELECT \(Self.mailboxColumns) FROM mailbox WHERE accountID = ? AND name = ?"),
                              arguments: [accountID, name]).map(Self.mailboxRecord)
         }
     }
@@ -168,7 +168,13 @@ extension SQLiteMailStore {
                       size: row[7], blobID: row[8], prefixLength: row[9])
     }
 
-    private static func requireMailbox(_ db: Database, _ mailboxID: Int64) throws {
+    /// The records a statement selects (`messageColumns`), decoded from the statement's columns
+    /// as it steps: copying each row first costs more than the query itself.
+    static func messageRecords(_ statement: Statement, arguments: StatementArguments) throws -> [MessageRecord] {
+        try Array(Row.fetchCursor(statement, arguments: arguments).map(messageRecord))
+    }
+
+    static func requireMailbox(_ db: Database, _ mailboxID: Int64) throws {
         guard try Bool.fetchOne(db.cachedStatement(sql: "SELECT 1 FROM mailbox WHERE id = ?"), arguments: [mailboxID]) == true else {
             throw StoreError.notFound("mailbox \(mailboxID)")
         }
@@ -178,16 +184,16 @@ extension SQLiteMailStore {
     public func messages(mailboxID: Int64) async throws -> [MessageRecord] {
         try await read { db in
             try Self.requireMailbox(db, mailboxID)
-            return try Row.fetchAll(db.cachedStatement(sql: """
+            return try Self.messageRecords(db.cachedStatement(sql: """
                 SELECT \(Self.messageColumns) FROM message WHERE mailboxID = ? ORDER BY uid
-                """), arguments: [mailboxID]).map(Self.messageRecord)
+                """), arguments: [mailboxID])
         }
     }
 
     public func message(mailboxID: Int64, uid: UInt32) async throws -> MessageRecord? {
         try await read { db in
-            try Row.fetchOne(db.cachedStatement(sql: "SELECT \(Self.messageColumns) FROM message WHERE mailboxID = ? AND uid = ?"),
-                             arguments: [mailboxID, Int64(uid)]).map(Self.messageRecord)
+            try Self.messageRecords(db.cachedStatement(sql: "SELECT \(Self.messageColumns) FROM message WHERE mailboxID = ? AND uid = ?"),
+                                    arguments: [mailboxID, Int64(uid)]).first
         }
     }
 

@@ -35,6 +35,8 @@ public final class SQLiteMailStore: MailStore {
     let blobGuard = BlobGuard()
     let counters = Locked(Stats())
     let deliveryQueue: DeliveryQueue
+    /// Decoded summaries by blob id (`summaries(of:)`): 16 MiB of encoded summaries.
+    let summaryCache = SummaryCache(budget: 16 << 20)
     /// Test hook, called inside each group-commit transaction: with a delivery's blob id after
     /// its rows were written (inside its savepoint), then with nil before the commit.
     let faultInjection = Locked<(@Sendable (_ blobID: String?) throws -> Void)?>(nil)
@@ -56,6 +58,12 @@ public final class SQLiteMailStore: MailStore {
         // Another process (the CLI while the server runs) may hold the write lock briefly.
         config.busyMode = .timeout(10)
         config.label = "facteur.store"
+        // Readers map the database file instead of copying each page with pread(2): in WAL mode a
+        // connection drops its whole page cache whenever another connection has committed, which
+        // with IMAP's constant small writes is before nearly every read transaction.
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA mmap_size = \(SQLiteMailStore.mappedBytes)")
+        }
         do {
             pool = try DatabasePool(path: directory + "/" + BlobLayout.databaseFileName, configuration: config)
             // WAL + FULL: a commit is durable once the WAL is fsync'd (DESIGN.md, Durability).
@@ -102,13 +110,26 @@ public final class SQLiteMailStore: MailStore {
         }
     }
 
+    /// A read transaction, run on the calling thread. GRDB's async `read` hops to the reader's
+    /// dispatch queue and back (two thread switches); a read is a short, CPU-bound B-tree walk
+    /// over a memory-mapped file (a few microseconds to a few milliseconds for the largest IMAP
+    /// reads), so running it in place is cheaper than scheduling it. The reader pool bounds how
+    /// many run at once.
     func read<T: Sendable>(_ value: @escaping @Sendable (Database) throws -> T) async throws -> T {
         do {
-            return try await pool.read(value)
+            return try readInPlace(value)
         } catch {
             throw Self.storeError(error, writing: false)
         }
     }
+
+    /// Synchronous, so that GRDB's blocking `read` is chosen over its async overload.
+    private func readInPlace<T>(_ value: (Database) throws -> T) throws -> T {
+        try pool.read(value)
+    }
+
+    /// Bytes of the database file mapped per connection (`PRAGMA mmap_size`).
+    static let mappedBytes = 1 << 30
 
     static func storeError(_ error: any Error, writing: Bool) -> StoreError {
         if let error = error as? StoreError { return error }
