@@ -1,11 +1,13 @@
-// Collects the store's change feed (FacteurStore `MailStore.changes()`) for one connection, so
-// that the session can report other sessions' changes at the points RFC 9051 §7.5.1 and §5.2
-// allow (after a command, or at once while IDLE, RFC 2177 §3).
+// Collects the store's committed changes (FacteurStore `MailboxChangeObserver`) for one
+// connection, so that the session can report other sessions' changes at the points RFC 9051
+// §7.5.1 and §5.2 allow (after a command, or at once while IDLE, RFC 2177 §3). It observes only
+// the logged-in account, and is told directly by the committing thread: no task or stream per
+// connection.
 
 import FacteurStore
 import NIOConcurrencyHelpers
 
-public final class IMAPChangeInbox: Sendable {
+public final class IMAPChangeInbox: MailboxChangeObserver, Sendable {
     /// Changes kept before the inbox gives up on details and asks for a full resync.
     static let capacity = 10_000
 
@@ -32,11 +34,41 @@ public final class IMAPChangeInbox: Sendable {
     }
 
     private let state = NIOLockedValueBox(State())
+    /// Where changes come from, once the connection is attached (tests may use none).
+    private let source = NIOLockedValueBox<(store: any MailStore, account: Int64?)?>(nil)
 
     public init() {}
 
+    deinit {
+        if let attached = source.withLockedValue({ $0 }), attached.account != nil {
+            attached.store.observeChanges(of: nil, by: self)
+        }
+    }
+
+    /// From now on, `watch` subscribes to this store's changes of the watched account.
+    public func attach(to store: any MailStore) {
+        source.withLockedValue { $0 = (store, nil) }
+    }
+
+    /// Stops observing (the connection closed).
+    public func detach() {
+        let attached = source.withLockedValue { value -> (any MailStore)? in
+            defer { value = nil }
+            return value?.account == nil ? nil : value?.store
+        }
+        attached?.observeChanges(of: nil, by: self)
+    }
+
     /// Which mailbox to watch (nil: none; only the account's mailbox list then matters).
     func watch(accountID: Int64?, mailboxID: Int64?) {
+        // Subscribed before the state changes, so that nothing committed after the caller's next
+        // snapshot is missed; outside the lock, which the feed takes while publishing.
+        let store = source.withLockedValue { value -> (any MailStore)? in
+            guard let attached = value, attached.account != accountID else { return nil }
+            value?.account = accountID
+            return attached.store
+        }
+        store?.observeChanges(of: accountID, by: self)
         state.withLockedValue {
             $0.accountID = accountID
             $0.mailboxID = mailboxID
@@ -44,7 +76,7 @@ public final class IMAPChangeInbox: Sendable {
         }
     }
 
-    /// Called for each change the store publishes (from the feed's task).
+    /// Called for each change of the watched account, on the committing thread.
     public func receive(_ change: MailboxChange) {
         let wake: (@Sendable () -> Void)? = state.withLockedValue { state in
             guard let mailboxID = state.mailboxID else { return nil }

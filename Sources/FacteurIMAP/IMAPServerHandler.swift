@@ -84,7 +84,6 @@ public final class IMAPServerHandler: ChannelDuplexHandler, DrainableSession, @u
     private var acquiredLimit = false
     private var lastActivity = NIODeadline.now()
     private var idleCheck: Scheduled<Void>?
-    private var feedTask: Task<Void, Never>?
     /// The COMPRESS handlers once active (RFC 4978), so IDLE can set their zlib state aside.
     private var compression: (inflate: DeflateDecompressionHandler, deflate: DeflateCompressionHandler)?
 
@@ -129,10 +128,9 @@ public final class IMAPServerHandler: ChannelDuplexHandler, DrainableSession, @u
         let session = IMAPSession(configuration: sessionConfiguration, clientAddress: clientAddress)
         self.session = session
 
-        // Other sessions' changes flow into this connection's inbox; IDLE is woken by them.
-        let inbox = session.changeInbox
-        let changes = runner.store.changes()
-        feedTask = Task { for await change in changes { inbox.receive(change) } }
+        // Other sessions' changes flow into this connection's inbox once it watches an
+        // account; IDLE is woken by them.
+        session.changeInbox.attach(to: runner.store)
 
         scheduleIdleCheck(context: context)
         write(session.greeting(), context: context)
@@ -143,9 +141,8 @@ public final class IMAPServerHandler: ChannelDuplexHandler, DrainableSession, @u
     public func channelInactive(context: ChannelHandlerContext) {
         closing = true
         idleCheck?.cancel()
-        feedTask?.cancel()
-        feedTask = nil
         session?.changeInbox.onChange(nil)
+        session?.changeInbox.detach()
         if acquiredLimit { limiter?.release(address: clientAddress); acquiredLimit = false }
         registry?.unregister(self)
         context.fireChannelInactive()

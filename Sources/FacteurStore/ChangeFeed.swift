@@ -14,6 +14,26 @@ final class ChangeFeed: @unchecked Sendable {
     private let lock = NSLock()
     private var subscribers: [UInt64: AsyncStream<MailboxChange>.Continuation] = [:]
     private var nextID: UInt64 = 0
+    /// Observers by account, held weakly; `observedAccount` finds an observer's current entry.
+    private var observers: [Int64: [ObjectIdentifier: WeakObserver]] = [:]
+    private var observedAccount: [ObjectIdentifier: Int64] = [:]
+
+    private struct WeakObserver {
+        weak var value: (any MailboxChangeObserver)?
+    }
+
+    func observe(_ accountID: Int64?, by observer: any MailboxChangeObserver) {
+        let key = ObjectIdentifier(observer)
+        lock.withLock {
+            if let previous = observedAccount.removeValue(forKey: key) {
+                observers[previous]?[key] = nil
+                if observers[previous]?.isEmpty == true { observers[previous] = nil }
+            }
+            guard let accountID else { return }
+            observedAccount[key] = accountID
+            observers[accountID, default: [:]][key] = WeakObserver(value: observer)
+        }
+    }
 
     func subscribe() -> AsyncStream<MailboxChange> {
         let (stream, continuation) = AsyncStream<MailboxChange>.makeStream(
@@ -30,13 +50,27 @@ final class ChangeFeed: @unchecked Sendable {
         return stream
     }
 
-    var hasSubscribers: Bool { lock.withLock { !subscribers.isEmpty } }
+    var hasSubscribers: Bool { lock.withLock { !subscribers.isEmpty || !observers.isEmpty } }
 
     func publish(_ changes: [MailboxChange]) {
         guard !changes.isEmpty else { return }
-        let targets = lock.withLock { Array(subscribers.values) }
+        let (targets, observing) = lock.withLock { () -> ([AsyncStream<MailboxChange>.Continuation], [(any MailboxChangeObserver)]) in
+            var observing: [any MailboxChangeObserver] = []
+            var account: Int64?
+            for change in changes where change.accountID != account {
+                account = change.accountID
+                for entry in observers[change.accountID]?.values ?? [:].values {
+                    if let observer = entry.value, !observing.contains(where: { $0 === observer }) { observing.append(observer) }
+                }
+            }
+            return (Array(subscribers.values), observing)
+        }
         for continuation in targets {
             for change in changes { continuation.yield(change) }
+        }
+        // Outside the lock: an observer may wake its connection, which may ask the feed again.
+        for observer in observing {
+            for change in changes { observer.receive(change) }
         }
     }
 
@@ -45,6 +79,8 @@ final class ChangeFeed: @unchecked Sendable {
         let targets = lock.withLock {
             let all = Array(subscribers.values)
             subscribers.removeAll()
+            observers.removeAll()
+            observedAccount.removeAll()
             return all
         }
         for continuation in targets { continuation.finish() }

@@ -192,7 +192,24 @@ public enum QuotaCheck: Sendable, Equatable {
 
 // MARK: - Change feed
 
+/// Told of committed changes synchronously, on the committing thread and in commit order: it
+/// must only take note (no I/O, no waiting), the writer waits for it. One open IMAP connection
+/// is one observer: a stream and a task each would cost every connection memory and every
+/// change a wake-up per connection.
+public protocol MailboxChangeObserver: AnyObject, Sendable {
+    func receive(_ change: MailboxChange)
+}
+
 public enum MailboxChange: Sendable, Equatable {
+    /// The account the change belongs to.
+    public var accountID: Int64 {
+        switch self {
+        case .appended(let id, _, _, _), .flagsChanged(let id, _, _, _), .expunged(let id, _, _, _),
+             .mailboxCreated(let id, _), .mailboxDeleted(let id, _), .mailboxRenamed(let id, _):
+            return id
+        }
+    }
+
     case appended(accountID: Int64, mailboxID: Int64, uid: UInt32, modSeq: UInt64)
     case flagsChanged(accountID: Int64, mailboxID: Int64, uid: UInt32, modSeq: UInt64)
     case expunged(accountID: Int64, mailboxID: Int64, uid: UInt32, modSeq: UInt64)
@@ -292,6 +309,9 @@ public protocol MailStore: Sendable {
 
     /// Every change, as it commits.
     func changes() -> AsyncStream<MailboxChange>
+    /// Hands `observer` the changes of one account from now on (nil: none any more), as they
+    /// commit. Replaces the observer's previous account. Held weakly.
+    func observeChanges(of accountID: Int64?, by observer: any MailboxChangeObserver)
 
     /// SEARCH BODY/TEXT through a full-text index: the UIDs of the mailbox whose messages contain
     /// every `body` string in their body and every `text` string anywhere (case-insensitive

@@ -233,7 +233,7 @@ extension SQLiteMailStore {
     @discardableResult
     public func setFlags(mailboxID: Int64, uid: UInt32, flags: MessageFlags, keywords: [String]) async throws -> UInt64 {
         let keywords = StoreNames.joinKeywords(try StoreNames.keywords(keywords))
-        return try await write { db in
+        return try await writeFlags { db in
             guard let mailbox = try Row.fetchOne(db.cachedStatement(sql: "SELECT accountID, highestModSeq FROM mailbox WHERE id = ?"),
                                                  arguments: [mailboxID]) else {
                 throw StoreError.notFound("mailbox \(mailboxID)")

@@ -58,12 +58,6 @@ public final class SQLiteMailStore: MailStore {
         // Another process (the CLI while the server runs) may hold the write lock briefly.
         config.busyMode = .timeout(10)
         config.label = "facteur.store"
-        // Readers map the database file instead of copying each page with pread(2): in WAL mode a
-        // connection drops its whole page cache whenever another connection has committed, which
-        // with IMAP's constant small writes is before nearly every read transaction.
-        config.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA mmap_size = \(SQLiteMailStore.mappedBytes)")
-        }
         do {
             pool = try DatabasePool(path: directory + "/" + BlobLayout.databaseFileName, configuration: config)
             // WAL + FULL: a commit is durable once the WAL is fsync'd (DESIGN.md, Durability).
@@ -110,10 +104,37 @@ public final class SQLiteMailStore: MailStore {
         }
     }
 
+    /// A write transaction whose commit does not wait for fsync (`PRAGMA synchronous = NORMAL`
+    /// for this commit only), for flag changes: they survive a crash of the process at once, and
+    /// reach the disk with the next durable commit (every delivery) or checkpoint, so only a
+    /// power failure can lose the last ones. Messages and expunges keep FULL: a lost expunge
+    /// could bring back a row whose blob the collector has removed. Dovecot's default
+    /// (mail_fsync = optimized) makes the same choice for its index.
+    func writeFlags<T: Sendable>(_ updates: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        do {
+            return try await pool.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA synchronous = NORMAL")
+                let result = Result<T, any Error> {
+                    var value: T?
+                    try db.inTransaction {
+                        value = try updates(db)
+                        return .commit
+                    }
+                    return value!
+                }
+                // Every other commit of this connection relies on FULL: a failure here is fatal to the write.
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+                return try result.get()
+            }
+        } catch {
+            throw Self.storeError(error, writing: true)
+        }
+    }
+
     /// A read transaction, run on the calling thread. GRDB's async `read` hops to the reader's
     /// dispatch queue and back (two thread switches); a read is a short, CPU-bound B-tree walk
-    /// over a memory-mapped file (a few microseconds to a few milliseconds for the largest IMAP
-    /// reads), so running it in place is cheaper than scheduling it. The reader pool bounds how
+    /// (a few microseconds to a few milliseconds for the largest IMAP reads), so running it in
+    /// place is cheaper than scheduling it. The reader pool bounds how
     /// many run at once.
     func read<T: Sendable>(_ value: @escaping @Sendable (Database) throws -> T) async throws -> T {
         do {
@@ -127,9 +148,6 @@ public final class SQLiteMailStore: MailStore {
     private func readInPlace<T>(_ value: (Database) throws -> T) throws -> T {
         try pool.read(value)
     }
-
-    /// Bytes of the database file mapped per connection (`PRAGMA mmap_size`).
-    static let mappedBytes = 1 << 30
 
     static func storeError(_ error: any Error, writing: Bool) -> StoreError {
         if let error = error as? StoreError { return error }
@@ -149,6 +167,10 @@ public final class SQLiteMailStore: MailStore {
     }
 
     public func changes() -> AsyncStream<MailboxChange> { feed.subscribe() }
+
+    public func observeChanges(of accountID: Int64?, by observer: any MailboxChangeObserver) {
+        feed.observe(accountID, by: observer)
+    }
 
     static var now: Double { Date().timeIntervalSince1970 }
 

@@ -92,7 +92,6 @@ class IMAPStoreTestCase: XCTestCase {
     var directory = ""
     var store: SQLiteMailStore!
     var runner: IMAPCommandRunner!
-    var feedTask: Task<Void, Never>?
     var account: AccountRecord!
 
     override func setUp() async throws {
@@ -108,7 +107,6 @@ class IMAPStoreTestCase: XCTestCase {
     }
 
     override func tearDown() async throws {
-        feedTask?.cancel()
         try? store?.close()
         try? FileManager.default.removeItem(atPath: directory)
     }
@@ -116,11 +114,7 @@ class IMAPStoreTestCase: XCTestCase {
     /// A connection whose change inbox is fed by the store (as the NIO handler does).
     func connect(tls: Bool = true) -> TestConnection {
         let connection = TestConnection(runner: runner, tls: tls)
-        let inbox = connection.session.changeInbox
-        let stream = store.changes()
-        let task = Task { for await change in stream { inbox.receive(change) } }
-        let previous = feedTask
-        feedTask = Task { await task.value; _ = previous }
+        connection.session.changeInbox.attach(to: store)
         return connection
     }
 
