@@ -110,6 +110,12 @@ extension SQLiteMailStore {
         while start < sorted.count {
             let end = min(start + storeQueryBatchSize, sorted.count)
             let batch = Array(sorted[start..<end])
+            if batch.count == 1, let uid = batch.first {
+                // FETCH of one message, the commonest: one statement needs no transaction.
+                if let record = try await message(mailboxID: mailboxID, uid: uid) { out.append(record) }
+                start = end
+                continue
+            }
             let records: [MessageRecord] = try await read { db in
                 guard let low = batch.first, let high = batch.last else { return [] }
                 // UInt64 arithmetic: the span of two UInt32 never overflows it.

@@ -59,7 +59,7 @@ extension SQLiteMailStore {
 
     public func mailbox(accountID: Int64, name: String) async throws -> MailboxRecord? {
         let name = try StoreNames.mailboxName(name)
-        return try await read { db in
+        return try await readStatement { db in
             try Row.fetchOne(db.cachedStatement(sql: "SELECT \(Self.mailboxColumns) FROM mailbox WHERE accountID = ? AND name = ?"),
                              arguments: [accountID, name]).map(Self.mailboxRecord)
         }
@@ -191,7 +191,7 @@ extension SQLiteMailStore {
     }
 
     public func message(mailboxID: Int64, uid: UInt32) async throws -> MessageRecord? {
-        try await read { db in
+        try await readStatement { db in
             try Self.messageRecords(db.cachedStatement(sql: "SELECT \(Self.messageColumns) FROM message WHERE mailboxID = ? AND uid = ?"),
                                     arguments: [mailboxID, Int64(uid)]).first
         }
@@ -199,7 +199,7 @@ extension SQLiteMailStore {
 
     /// The parsed structure of the message's blob (offsets relative to the blob, without prefix).
     public func summary(messageID: Int64) async throws -> MessageSummary? {
-        let encoded: Data? = try await read { db in
+        let encoded: Data? = try await readStatement { db in
             try Data.fetchOne(db.cachedStatement(sql: """
                 SELECT blob.summary FROM message JOIN blob ON blob.id = message.blobID WHERE message.id = ?
                 """), arguments: [messageID])
@@ -213,7 +213,7 @@ extension SQLiteMailStore {
     }
 
     public func messageBytes(messageID: Int64) async throws -> [UInt8] {
-        let found: (prefix: Data, data: Data?, blobID: String)? = try await read { db in
+        let found: (prefix: Data, data: Data?, blobID: String)? = try await readStatement { db in
             try Row.fetchOne(db.cachedStatement(sql: """
                 SELECT message.prefix, blob.data, blob.id FROM message JOIN blob ON blob.id = message.blobID WHERE message.id = ?
                 """), arguments: [messageID]).map { (prefix: $0[0] ?? Data(), data: $0[1], blobID: $0[2]) }

@@ -149,6 +149,21 @@ public final class SQLiteMailStore: MailStore {
         try pool.read(value)
     }
 
+    /// A read of exactly one statement, run on the calling thread without an explicit
+    /// transaction: SQLite gives the statement its own snapshot, and BEGIN and COMMIT would
+    /// double the cost of a point lookup. Reads of several statements that must agree use `read`.
+    func readStatement<T: Sendable>(_ value: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        do {
+            return try readStatementInPlace(value)
+        } catch {
+            throw Self.storeError(error, writing: false)
+        }
+    }
+
+    private func readStatementInPlace<T>(_ value: (Database) throws -> T) throws -> T {
+        try pool.unsafeRead(value)
+    }
+
     static func storeError(_ error: any Error, writing: Bool) -> StoreError {
         if let error = error as? StoreError { return error }
         if let error = error as? DatabaseError {
