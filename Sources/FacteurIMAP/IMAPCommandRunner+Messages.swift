@@ -18,6 +18,7 @@ extension IMAPCommandRunner {
         }
         let needsSummary = IMAPFetchRenderer.needsSummary(attributes)
         let needsBytes = IMAPFetchRenderer.needsBytes(attributes)
+        let headersOnly = needsBytes && needsSummary && IMAPFetchRenderer.needsOnlyHeader(attributes)
         let marksSeen = IMAPFetchRenderer.setsSeen(attributes) && !selected.readOnly
         if modifiers.vanished {
             // RFC 7162 §3.2.6: only UID FETCH, with CHANGEDSINCE, once QRESYNC is enabled.
@@ -47,6 +48,8 @@ extension IMAPCommandRunner {
                 var byUID: [UInt32: MessageRecord] = [:]
                 byUID.reserveCapacity(records.count)
                 for r in records { byUID[r.uid] = r }
+                var recordsByID: [Int64: MessageRecord] = [:]
+                if headersOnly { for r in records { recordsByID[r.id] = r } }
                 var summaries: [Int64: MessageSummary] = [:]
                 if needsSummary {
                     let wanted = records.filter { r in modifiers.changedSince.map { r.modSeq > $0 } ?? true }
@@ -61,7 +64,11 @@ extension IMAPCommandRunner {
                     if let batchedStore, bytesAhead[record.id] == nil {
                         let group = Self.nextBytesGroup(batch[(batch.startIndex + index)...], byUID: byUID,
                                                         changedSince: modifiers.changedSince)
-                        bytesAhead = group.count > 1 ? try await batchedStore.messageBytes(messageIDs: group) : [:]
+                        if headersOnly, let heads = Self.heads(group, byID: recordsByID, summaries: summaries) {
+                            bytesAhead = try await batchedStore.messageHeads(of: heads)
+                        } else {
+                            bytesAhead = group.count > 1 ? try await batchedStore.messageBytes(messageIDs: group) : [:]
+                        }
                     }
                     var attributes = attributes
                     if marksSeen, !record.flags.contains(.seen) {
@@ -128,6 +135,17 @@ extension IMAPCommandRunner {
         }
         return ids
     }
+    /// Each message of `ids` with its header length (in the blob), or nil when a summary is missing.
+    static func heads(_ ids: [Int64], byID: [Int64: MessageRecord],
+                      summaries: [Int64: MessageSummary]) -> [(record: MessageRecord, blobLength: Int)]? {
+        var heads: [(record: MessageRecord, blobLength: Int)] = []
+        for id in ids {
+            guard let record = byID[id], let summary = summaries[id] else { return nil }
+            heads.append((record, summary.body.headerLength))
+        }
+        return heads
+    }
+
     /// Rendered FETCH responses are written once this many bytes are pending: one write per
     /// few hundred small responses, while a big body still goes out on its own.
     static var fetchChunkBytes: Int { 64 * 1024 }

@@ -26,6 +26,28 @@ struct IMAPFetchRenderer {
         }
     }
 
+    /// Whether the bytes these attributes read all lie in the message's top-level header
+    /// (BODY[HEADER], HEADER.FIELDS, HEADER.FIELDS.NOT, RFC822.HEADER): then the store reads the
+    /// header alone, not the body after it.
+    static func needsOnlyHeader(_ attributes: [FetchAttribute]) -> Bool {
+        attributes.allSatisfy {
+            switch $0 {
+            case .rfc822Header:
+                return true
+            case .bodySection(let spec, _, _):
+                guard spec.part.isEmpty, let text = spec.text else { return false }
+                switch text {
+                case .header, .headerFields, .headerFieldsNot: return true
+                case .text, .mime: return false
+                }
+            case .binary, .binarySize, .rfc822, .rfc822Text:
+                return false
+            default:
+                return true
+            }
+        }
+    }
+
     /// Whether fetching these sets \Seen (RFC 9051 §6.4.5: BODY[…] and RFC822 without PEEK).
     static func setsSeen(_ attributes: [FetchAttribute]) -> Bool {
         attributes.contains {

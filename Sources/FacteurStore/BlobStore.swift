@@ -240,11 +240,12 @@ struct BlobFiles: Sendable {
         guard fsync(fd) == 0 else { throw failure("fsync \(path)") }
     }
 
-    func read(_ id: String) throws -> [UInt8] {
-        try Self.read(path: path(for: id))
+    func read(_ id: String, maxLength: Int? = nil) throws -> [UInt8] {
+        try Self.read(path: path(for: id), maxLength: maxLength)
     }
 
-    static func read(path: String) throws -> [UInt8] {
+    /// The file's bytes, or its first `maxLength` bytes.
+    static func read(path: String, maxLength: Int? = nil) throws -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else {
             if errno == ENOENT { throw StoreError.notFound("blob file \(path)") }
@@ -253,7 +254,7 @@ struct BlobFiles: Sendable {
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw StoreError.invalid("cannot stat \(path)") }
-        let size = Int(info.st_size)
+        let size = min(Int(info.st_size), maxLength ?? Int.max)
         var bytes = [UInt8](repeating: 0, count: size)
         var offset = 0
         try bytes.withUnsafeMutableBytes { buffer in

@@ -198,6 +198,9 @@ public struct FlagUpdate: Sendable, Equatable {
 public protocol IMAPBatchedStore: Sendable {
     /// The served bytes (prefix + blob) of these messages, by message id; absent ids are left out.
     func messageBytes(messageIDs: [Int64]) async throws -> [Int64: [UInt8]]
+    /// The prefix and the first `blobLength` bytes of the blob of each message, by message id:
+    /// what BODY[HEADER] needs, without reading the body.
+    func messageHeads(of messages: [(record: MessageRecord, blobLength: Int)]) async throws -> [Int64: [UInt8]]
     /// Sets flags and keywords of several messages in one transaction: each changed message gets
     /// its own new MODSEQ (RFC 7162 §3.1.3), in the order given, exactly as one `setFlags` call
     /// per message would. Returns the new MODSEQ by UID; UIDs no longer in the mailbox are left out.
@@ -208,20 +211,68 @@ public protocol IMAPBatchedStore: Sendable {
 
 extension SQLiteMailStore: IMAPBatchedStore {
     public func messageBytes(messageIDs: [Int64]) async throws -> [Int64: [UInt8]] {
-        let ids = Array(Set(messageIDs))
+        try await servedBytes(Array(Set(messageIDs)).map { ($0, nil) })
+    }
+
+    /// The blob's head comes from the cache when it is there; the prefix (per recipient) is read
+    /// only when the message has one.
+    public func messageHeads(of messages: [(record: MessageRecord, blobLength: Int)]) async throws -> [Int64: [UInt8]] {
         var out: [Int64: [UInt8]] = [:]
-        out.reserveCapacity(ids.count)
+        out.reserveCapacity(messages.count)
+        var heads: [Int64: [UInt8]] = [:]
+        var missing: [(id: Int64, limit: Int?)] = []
+        var prefixed: [Int64] = []
+        for (record, length) in messages {
+            if let head = headCache.value(forBlob: record.blobID), head.count == length {
+                if record.prefixLength == 0 { out[record.id] = head } else { heads[record.id] = head; prefixed.append(record.id) }
+            } else {
+                missing.append((record.id, max(0, length)))
+            }
+        }
+        if !prefixed.isEmpty {
+            let ids = prefixed
+            let prefixes: [(Int64, Data)] = try await read { db in
+                let statement = try db.cachedStatement(sql: "SELECT prefix FROM message WHERE id = ?")
+                return try ids.compactMap { id in try Data.fetchOne(statement, arguments: [id]).map { (id, $0) } }
+            }
+            for (id, prefix) in prefixes { out[id] = [UInt8](prefix) + (heads[id] ?? []) }
+        }
+        if !missing.isEmpty {
+            let read = try await servedBytes(missing)
+            for (record, length) in messages {
+                guard let bytes = read[record.id] else { continue }
+                out[record.id] = bytes
+                let head = Array(bytes.dropFirst(record.prefixLength))
+                if head.count == length { headCache.insert(head, forBlob: record.blobID, cost: head.count) }
+            }
+        }
+        return out
+    }
+
+    /// Prefix + blob of each message, the blob cut to `limit` bytes when one is given.
+    private func servedBytes(_ wanted: [(id: Int64, limit: Int?)]) async throws -> [Int64: [UInt8]] {
+        var out: [Int64: [UInt8]] = [:]
+        out.reserveCapacity(wanted.count)
         var start = 0
-        while start < ids.count {
-            let end = min(start + storeQueryBatchSize, ids.count)
-            let batch = Array(ids[start..<end])
+        while start < wanted.count {
+            let end = min(start + storeQueryBatchSize, wanted.count)
+            let batch = Array(wanted[start..<end])
             start = end
-            let rows: [(id: Int64, prefix: Data, data: Data?, blobID: String)] = try await read { db in
-                let statement = try db.cachedStatement(sql: """
+            let rows: [(id: Int64, limit: Int?, prefix: Data, data: Data?, blobID: String)] = try await read { db in
+                let whole = try db.cachedStatement(sql: """
                     SELECT message.prefix, blob.data, blob.id FROM message JOIN blob ON blob.id = message.blobID WHERE message.id = ?
                     """)
-                return try batch.compactMap { id in
-                    try Row.fetchOne(statement, arguments: [id]).map { (id: id, prefix: $0[0] ?? Data(), data: $0[1], blobID: $0[2]) }
+                let head = try db.cachedStatement(sql: """
+                    SELECT message.prefix, substr(blob.data, 1, ?), blob.id FROM message JOIN blob ON blob.id = message.blobID
+                    WHERE message.id = ?
+                    """)
+                return try batch.compactMap { item in
+                    let row = if let limit = item.limit {
+                        try Row.fetchOne(head, arguments: [limit, item.id])
+                    } else {
+                        try Row.fetchOne(whole, arguments: [item.id])
+                    }
+                    return row.map { (id: item.id, limit: item.limit, prefix: $0[0] ?? Data(), data: $0[1], blobID: $0[2]) }
                 }
             }
             for row in rows {
@@ -229,7 +280,7 @@ extension SQLiteMailStore: IMAPBatchedStore {
                 if let data = row.data {
                     bytes.append(contentsOf: data)
                 } else {
-                    bytes.append(contentsOf: try blobs.read(row.blobID))
+                    bytes.append(contentsOf: try blobs.read(row.blobID, maxLength: row.limit))
                 }
                 out[row.id] = bytes
             }

@@ -36,7 +36,9 @@ public final class SQLiteMailStore: MailStore {
     let counters = Locked(Stats())
     let deliveryQueue: DeliveryQueue
     /// Decoded summaries by blob id (`summaries(of:)`): 16 MiB of encoded summaries.
-    let summaryCache = SummaryCache(budget: 16 << 20)
+    let summaryCache = BlobCache<MessageSummary>(budget: 16 << 20)
+    /// Blob header bytes by blob id (`messageHeads(of:)`).
+    let headCache = BlobCache<[UInt8]>(budget: 16 << 20)
     /// Test hook, called inside each group-commit transaction: with a delivery's blob id after
     /// its rows were written (inside its savepoint), then with nil before the commit.
     let faultInjection = Locked<(@Sendable (_ blobID: String?) throws -> Void)?>(nil)
