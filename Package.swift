@@ -134,7 +134,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "facteur", dependencies: [
-            "FacteurServer", "FacteurStore", "FacteurIdentity", "FacteurQueue", "FacteurMailAuth",
+            "FacteurServer", "FacteurStore", "FacteurIdentity", "FacteurQueue", "FacteurMailAuth", "FacteurNet",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),

@@ -332,6 +332,7 @@ public final class IMAPServerHandler: ChannelDuplexHandler, DrainableSession, @u
         framer.releaseMemory()
         compression?.inflate.releaseWhileIdle()
         compression?.deflate.releaseWhileIdle()
+        MemoryTrimmer.requestTrim()
     }
 
     /// A change arrived while idling: report it unless a command is running (then it waits).

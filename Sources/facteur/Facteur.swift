@@ -4,6 +4,7 @@ import ArgumentParser
 import FacteurIdentity
 import FacteurMailAuth
 import FacteurQueue
+import FacteurNet
 import FacteurServer
 import FacteurStore
 import Foundation
@@ -72,6 +73,8 @@ struct Serve: AsyncParsableCommand {
             handler.logLevel = level
             return handler
         }
+        // Connection buffers of 32 KiB and more get their own mappings (see MemoryTrimmer).
+        MemoryTrimmer.mapAllocations(atLeast: 32 * 1024)
         // The data folder holds password hashes and private keys: owner only.
         try FileManager.default.createDirectory(atPath: configuration.dataDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
