@@ -14,11 +14,12 @@ import NIOCore
 import NIOSSL
 import NIOTLS
 
-/// Writes a command's responses to the channel. Responses are gathered and go out in one write
-/// when the command ends (`finish`) or once `flushThreshold` bytes are pending: one event-loop
-/// hop, one TLS record and one syscall per command instead of one per response line. Each
-/// threshold write returns once it has been handed to the socket, which paces a long FETCH to
-/// the client's reading speed.
+/// Writes a command's responses to the channel. Responses are gathered; once `flushThreshold`
+/// bytes are pending they are written, and the write returns once the socket has taken them,
+/// which paces a long FETCH to the client's reading speed. What is left when the command ends
+/// (`takePending`, for most commands everything) goes back to the event loop with the command's
+/// result and is written there: one TLS record and one syscall per command, and no extra trip
+/// between threads to write it and wait.
 final class ChannelOutput: IMAPOutput, @unchecked Sendable {
     let channel: any Channel
     /// Guards `pending` (the command task writes; nothing else does, but Sendable asks for it).
@@ -43,14 +44,12 @@ final class ChannelOutput: IMAPOutput, @unchecked Sendable {
         if let full { try? await channel.writeAndFlush(channel.allocator.buffer(bytes: full)) }
     }
 
-    /// Sends what is pending; the command's work ends with it.
-    func finish() async {
-        let rest: [UInt8] = lock.withLock {
+    /// What is pending, for the event loop to write; the command's work ends with it.
+    func takePending() -> [UInt8] {
+        lock.withLock {
             defer { pending = [] }
             return pending
         }
-        guard !rest.isEmpty else { return }
-        try? await channel.writeAndFlush(channel.allocator.buffer(bytes: rest))
     }
 }
 
@@ -282,13 +281,18 @@ public final class IMAPServerHandler: ChannelDuplexHandler, DrainableSession, @u
         promise.completeWithTask {
             var session = session
             let next = await work(runner, &session, output)
-            await output.finish()
-            return IMAPSessionAndNext(session: session, next: next)
+            return IMAPSessionAndNext(session: session, next: next, responses: output.takePending())
         }
         promise.futureResult.assumeIsolated().whenSuccess { result in
             self.waitingForEffect = false
             self.session = result.session
             guard !self.closing else { return }
+            // Written and flushed before `apply`: STARTTLS and COMPRESS change the pipeline
+            // after their OK, and IDLE sets the compressor aside only once nothing is pending.
+            if !result.responses.isEmpty {
+                self.write(result.responses, context: context)
+                context.flush()
+            }
             self.apply(result.next, context: context)
             if self.drainRequested, !self.closing {
                 self.sayGoodbye("* BYE [UNAVAILABLE] Server shutting down", context: context)
@@ -423,4 +427,6 @@ public final class IMAPServerHandler: ChannelDuplexHandler, DrainableSession, @u
 struct IMAPSessionAndNext: Sendable {
     var session: IMAPSession
     var next: IMAPNext
+    /// The command's last responses, written on the event loop.
+    var responses: [UInt8]
 }

@@ -66,6 +66,16 @@ final class IMAPBatchingTests: IMAPStoreTestCase {
             XCTAssertTrue(reply.contains("* \(i) FETCH (UID \(i) BODY[HEADER] {\(header.utf8.count)}\r\n\(header))\r\n"), "message \(i): \(reply)")
         }
         XCTAssertTrue(reply.hasSuffix("a2 OK FETCH completed\r\n"))
+        // Header-only fetches read the header alone; the second time from the cache. Both must
+        // give what the whole message gives.
+        let again = await c.send("a3 FETCH 1:30 (UID BODY.PEEK[HEADER])\r\n")
+        XCTAssertEqual(again.replacingOccurrences(of: "a3 OK", with: "a2 OK"), reply)
+        let fields = await c.send("a4 FETCH 2 (BODY.PEEK[HEADER.FIELDS (X-PREFIX SUBJECT)])\r\n")
+        XCTAssertTrue(fields.hasPrefix("* 2 FETCH (BODY[HEADER.FIELDS (X-PREFIX SUBJECT)] {"), fields)
+        XCTAssertTrue(fields.contains("X-Prefix: 2\r\n"), fields)
+        let both = await c.send("a5 FETCH 2 (BODY.PEEK[HEADER] BODY.PEEK[TEXT])\r\n")
+        let text = message(2).components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n")
+        XCTAssertTrue(both.contains("BODY[TEXT] {\(text.utf8.count)}\r\n\(text))"), both)
         // A group never takes more than its byte budget, but always at least one message.
         let found = try await store.mailbox(accountID: account.id, name: "INBOX")
         let records = try await store.messages(mailboxID: try XCTUnwrap(found).id)

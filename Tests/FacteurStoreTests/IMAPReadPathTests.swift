@@ -1,0 +1,146 @@
+// The store's fast paths for IMAP: the blob-keyed caches, header-only reads, change observers
+// and flag commits without their own fsync. Each test checks the fast path against the plain one.
+
+import FacteurMIME
+@testable import FacteurStore
+import XCTest
+
+final class IMAPReadPathTests: StoreTestCase {
+    final class Recorder: MailboxChangeObserver, @unchecked Sendable {
+        let lock = NSLock()
+        var seen: [MailboxChange] = []
+        func receive(_ change: MailboxChange) { lock.withLock { seen.append(change) } }
+        var changes: [MailboxChange] { lock.withLock { seen } }
+    }
+
+    func testBlobCacheEvictsOldestBeyondItsBudgetAndRefusesHugeValues() {
+        let cache = BlobCache<[UInt8]>(budget: 1000)
+        for i in 0 ..< 10 { cache.insert([UInt8(i)], forBlob: "b\(i)", cost: 100) }
+        XCTAssertEqual(cache.count, 10)
+        cache.insert([10], forBlob: "b10", cost: 100)
+        XCTAssertNil(cache.value(forBlob: "b0"), "the oldest goes first")
+        XCTAssertEqual(cache.value(forBlob: "b10"), [10])
+        XCTAssertEqual(cache.value(forBlob: "b1"), [1])
+        cache.insert([99], forBlob: "huge", cost: 600)
+        XCTAssertNil(cache.value(forBlob: "huge"), "a value over a quarter of the budget is not kept")
+        // Inserting the same blob again changes nothing (values depend only on the blob).
+        cache.insert([42], forBlob: "b10", cost: 100)
+        XCTAssertEqual(cache.value(forBlob: "b10"), [10])
+        // Many more inserts keep the cost bounded.
+        for i in 0 ..< 5000 { cache.insert([1], forBlob: "x\(i)", cost: 100) }
+        XCTAssertLessThanOrEqual(cache.count, 10)
+    }
+
+    func testSummariesOfRecordsMatchTheStoredOnesAndComeFromTheCacheTheSecondTime() async throws {
+        let alice = try await account("alice@example.org")
+        let mailbox = try await inbox(alice)
+        for i in 0 ..< 5 { try await deliver(Self.message("m\(i)"), to: [alice]) }
+        let records = try await store.messages(mailboxID: mailbox.id)
+        let fresh = try await store.summaries(of: records)
+        XCTAssertEqual(fresh.count, 5)
+        XCTAssertEqual(store.summaryCache.count, 5)
+        for record in records {
+            let plain = try await store.summary(messageID: record.id)
+            XCTAssertEqual(fresh[record.id], plain)
+            XCTAssertEqual(fresh[record.id]?.envelope.subject, "test m\(record.uid - 1)")
+        }
+        let cached = try await store.summaries(of: records)
+        XCTAssertEqual(cached, fresh)
+    }
+
+    func testMessageHeadsAreThePrefixAndTheHeaderWithAndWithoutTheCache() async throws {
+        let alice = try await account("alice@example.org")
+        let bob = try await account("bob@example.org")
+        let prefix = Array("Delivered-To: alice@example.org\r\n".utf8)
+        let bytes = Self.message("heads", size: 3000)
+        try await deliver(bytes, to: [alice], prefix: prefix)
+        try await deliver(bytes, to: [bob])
+        let aliceRecord = try await store.messages(mailboxID: try await inbox(alice).id)[0]
+        let bobRecord = try await store.messages(mailboxID: try await inbox(bob).id)[0]
+        let summary = try await store.summaries(of: [aliceRecord])[aliceRecord.id]!
+        let headerLength = summary.body.headerLength
+        XCTAssertLessThan(headerLength, bytes.count)
+        let wanted = [(record: aliceRecord, blobLength: headerLength), (record: bobRecord, blobLength: headerLength)]
+        for attempt in 0 ..< 2 {  // the first reads the database, the second the cache
+            let heads = try await store.messageHeads(of: wanted)
+            XCTAssertEqual(heads[aliceRecord.id], prefix + bytes.prefix(headerLength), "attempt \(attempt)")
+            XCTAssertEqual(heads[bobRecord.id], Array(bytes.prefix(headerLength)), "attempt \(attempt)")
+            XCTAssertEqual(store.headCache.count, 1, "one blob, one entry")
+        }
+        let whole = try await store.messageBytes(messageIDs: [aliceRecord.id])
+        XCTAssertEqual(whole[aliceRecord.id], prefix + bytes)
+    }
+
+    func testObserversGetTheirAccountsChangesAtCommitAndNothingElse() async throws {
+        let alice = try await account("alice@example.org")
+        let bob = try await account("bob@example.org")
+        let aliceInbox = try await inbox(alice)
+        let recorder = Recorder()
+        store.observeChanges(of: alice.id, by: recorder)
+        try await deliver(Self.message("a"), to: [alice, bob])
+        // Synchronous: the change is there as soon as the delivery returns.
+        XCTAssertEqual(recorder.changes, [.appended(accountID: alice.id, mailboxID: aliceInbox.id, uid: 1, modSeq: 2)])
+        let modSeq = try await store.setFlags(mailboxID: aliceInbox.id, uid: 1, flags: [.seen], keywords: [])
+        XCTAssertEqual(recorder.changes.last, .flagsChanged(accountID: alice.id, mailboxID: aliceInbox.id, uid: 1, modSeq: modSeq))
+        // Moving to another account replaces the first; nil stops.
+        store.observeChanges(of: bob.id, by: recorder)
+        try await deliver(Self.message("b"), to: [alice])
+        XCTAssertEqual(recorder.changes.count, 2)
+        try await deliver(Self.message("c"), to: [bob])
+        XCTAssertEqual(recorder.changes.count, 3)
+        store.observeChanges(of: nil, by: recorder)
+        try await deliver(Self.message("d"), to: [bob])
+        XCTAssertEqual(recorder.changes.count, 3)
+    }
+
+    func testObserverIsHeldWeakly() async throws {
+        let alice = try await account("alice@example.org")
+        var recorder: Recorder? = Recorder()
+        store.observeChanges(of: alice.id, by: recorder!)
+        weak var gone = recorder
+        recorder = nil
+        XCTAssertNil(gone)
+        try await deliver(Self.message("a"), to: [alice])  // must not touch the dead observer
+    }
+
+    func testFlagCommitsLeaveTheWriterOnSynchronousFull() async throws {
+        let alice = try await account("alice@example.org")
+        let mailbox = try await inbox(alice)
+        try await deliver(Self.message("a"), to: [alice])
+        try await store.setFlags(mailboxID: mailbox.id, uid: 1, flags: [.seen], keywords: [])
+        _ = try await store.setFlags(mailboxID: mailbox.id, updates: [FlagUpdate(uid: 1, flags: [.flagged], keywords: ["$Work"])])
+        let synchronous = try await store.writerPragma("synchronous")
+        XCTAssertEqual(synchronous, "2", "deliveries after a flag change must still wait for fsync")
+        let record = try await store.message(mailboxID: mailbox.id, uid: 1)
+        XCTAssertEqual(record?.flags, [.flagged])
+        XCTAssertEqual(record?.keywords, ["$Work"])
+        // And the change survives reopening the store.
+        try reopen()
+        let reopened = try await store.message(mailboxID: mailbox.id, uid: 1)
+        XCTAssertEqual(reopened?.flags, [.flagged])
+    }
+
+    func testFailedFlagWriteLeavesNothingAndKeepsFull() async throws {
+        let alice = try await account("alice@example.org")
+        let mailbox = try await inbox(alice)
+        do {
+            try await store.setFlags(mailboxID: mailbox.id, uid: 99, flags: [.seen], keywords: [])
+            XCTFail("no message 99")
+        } catch StoreError.notFound {}
+        let synchronous = try await store.writerPragma("synchronous")
+        XCTAssertEqual(synchronous, "2")
+    }
+
+    func testUIDsComeFromTheStoreInOrderAndAGoneMailboxThrows() async throws {
+        let alice = try await account("alice@example.org")
+        let mailbox = try await inbox(alice)
+        for i in 0 ..< 4 { try await deliver(Self.message("m\(i)"), to: [alice]) }
+        try await store.expunge(mailboxID: mailbox.id, uids: [2])
+        let uids = try await store.uids(mailboxID: mailbox.id)
+        XCTAssertEqual(uids, [1, 3, 4])
+        do {
+            _ = try await store.uids(mailboxID: 987_654)
+            XCTFail("no such mailbox")
+        } catch StoreError.notFound {}
+    }
+}
