@@ -30,7 +30,8 @@ final class BlobCache<Value: Sendable>: @unchecked Sendable {
     func insert(_ value: Value, forBlob blobID: String, cost: Int) {
         guard cost <= budget / 4 else { return }
         lock.withLock {
-            guard entries.updateValue(value, forKey: blobID) == nil else { return }
+            guard entries[blobID] == nil else { return }
+            entries[blobID] = value
             order.append((blobID, cost))
             self.cost += cost
             while self.cost > budget, head < order.count {

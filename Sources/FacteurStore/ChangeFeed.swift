@@ -54,23 +54,26 @@ final class ChangeFeed: @unchecked Sendable {
 
     func publish(_ changes: [MailboxChange]) {
         guard !changes.isEmpty else { return }
-        let (targets, observing) = lock.withLock { () -> ([AsyncStream<MailboxChange>.Continuation], [(any MailboxChangeObserver)]) in
-            var observing: [any MailboxChangeObserver] = []
-            var account: Int64?
-            for change in changes where change.accountID != account {
-                account = change.accountID
-                for entry in observers[change.accountID]?.values ?? [:].values {
-                    if let observer = entry.value, !observing.contains(where: { $0 === observer }) { observing.append(observer) }
+        // Each observer gets the changes of its own account only, in commit order.
+        let (targets, deliveries) = lock.withLock { () -> ([AsyncStream<MailboxChange>.Continuation], [(any MailboxChangeObserver, [MailboxChange])]) in
+            var deliveries: [(any MailboxChangeObserver, [MailboxChange])] = []
+            var accounts: [Int64] = []
+            for change in changes where !accounts.contains(change.accountID) { accounts.append(change.accountID) }
+            for account in accounts {
+                guard let entries = observers[account] else { continue }
+                let mine = changes.filter { $0.accountID == account }
+                for entry in entries.values {
+                    if let observer = entry.value { deliveries.append((observer, mine)) }
                 }
             }
-            return (Array(subscribers.values), observing)
+            return (Array(subscribers.values), deliveries)
         }
         for continuation in targets {
             for change in changes { continuation.yield(change) }
         }
         // Outside the lock: an observer may wake its connection, which may ask the feed again.
-        for observer in observing {
-            for change in changes { observer.receive(change) }
+        for (observer, mine) in deliveries {
+            for change in mine { observer.receive(change) }
         }
     }
 
