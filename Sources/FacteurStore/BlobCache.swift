@@ -9,11 +9,20 @@
 import FacteurMIME
 import Foundation
 
+/// Eviction is CLOCK (second chance): entries leave in insertion order, except that one read
+/// since it last came round sends it to the back once more. A stream of new blobs read once
+/// (new mail) then passes through without pushing out what sessions keep reading.
 final class BlobCache<Value: Sendable>: @unchecked Sendable {
+    private struct Entry {
+        var value: Value
+        var cost: Int
+        var referenced = false
+    }
+
     private let lock = NSLock()
-    private var entries: [String: Value] = [:]
-    /// Insertion order, for first-in first-out eviction; `head` is the oldest live slot.
-    private var order: [(blobID: String, cost: Int)] = []
+    private var entries: [String: Entry] = [:]
+    /// The clock's ring, oldest first from `head`.
+    private var order: [String] = []
     private var head = 0
     private var cost = 0
     /// Upper bound on the cost of the values held (their encoded size, in bytes).
@@ -24,21 +33,32 @@ final class BlobCache<Value: Sendable>: @unchecked Sendable {
     }
 
     func value(forBlob blobID: String) -> Value? {
-        lock.withLock { entries[blobID] }
+        lock.withLock {
+            guard entries[blobID] != nil else { return nil }
+            entries[blobID]!.referenced = true
+            return entries[blobID]!.value
+        }
     }
 
     func insert(_ value: Value, forBlob blobID: String, cost: Int) {
         guard cost <= budget / 4 else { return }
         lock.withLock {
             guard entries[blobID] == nil else { return }
-            entries[blobID] = value
-            order.append((blobID, cost))
+            entries[blobID] = Entry(value: value, cost: cost)
+            order.append(blobID)
             self.cost += cost
+            // Each entry gets at most one second chance per turn, so this ends.
             while self.cost > budget, head < order.count {
                 let oldest = order[head]
                 head += 1
-                entries[oldest.blobID] = nil
-                self.cost -= oldest.cost
+                guard let entry = entries[oldest] else { continue }
+                if entry.referenced, oldest != blobID {
+                    entries[oldest]!.referenced = false
+                    order.append(oldest)
+                } else {
+                    entries[oldest] = nil
+                    self.cost -= entry.cost
+                }
             }
             if head > 1024, head * 2 > order.count {
                 order.removeFirst(head)

@@ -26,6 +26,14 @@ final class IMAPReadPathTests: StoreTestCase {
         // Inserting the same blob again changes nothing (values depend only on the blob).
         cache.insert([42], forBlob: "b10", cost: 100)
         XCTAssertEqual(cache.value(forBlob: "b10"), [10])
+        // Second chance: an entry read since it came round stays when newer ones are not read.
+        let clock = BlobCache<Int>(budget: 400)
+        for i in 0 ..< 4 { clock.insert(i, forBlob: "c\(i)", cost: 100) }
+        XCTAssertEqual(clock.value(forBlob: "c0"), 0)
+        for i in 4 ..< 8 { clock.insert(i, forBlob: "c\(i)", cost: 100) }
+        XCTAssertEqual(clock.value(forBlob: "c0"), 0, "read, so kept")
+        XCTAssertNil(clock.value(forBlob: "c1"), "never read, so gone")
+        XCTAssertLessThanOrEqual(clock.count, 4)
         // Many more inserts keep the cost bounded.
         for i in 0 ..< 5000 { cache.insert([1], forBlob: "x\(i)", cost: 100) }
         XCTAssertLessThanOrEqual(cache.count, 10)
