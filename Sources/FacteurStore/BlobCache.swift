@@ -34,9 +34,10 @@ final class BlobCache<Value: Sendable>: @unchecked Sendable {
 
     func value(forBlob blobID: String) -> Value? {
         lock.withLock {
-            guard entries[blobID] != nil else { return nil }
-            entries[blobID]!.referenced = true
-            return entries[blobID]!.value
+            // One hash of the 64-character id, not three.
+            guard let index = entries.index(forKey: blobID) else { return nil }
+            entries.values[index].referenced = true
+            return entries.values[index].value
         }
     }
 
