@@ -24,6 +24,12 @@ public final class IMAPChangeInbox: MailboxChangeObserver, Sendable {
         var overflowed = false
         var isEmpty: Bool { appended.isEmpty && expunged.isEmpty && !mailboxGone && flagChanges.isEmpty && !overflowed }
         var count: Int { appended.count + expunged.count + flagChanges.count }
+
+        /// Keeps `n` more details unless that would pass `IMAPChangeInbox.capacity`; then only
+        /// the overflow is remembered.
+        mutating func keep(_ n: Int = 1, _ add: (inout Pending) -> Void) {
+            if count + n > IMAPChangeInbox.capacity { overflowed = true } else { add(&self) }
+        }
     }
 
     private struct State {
@@ -83,13 +89,13 @@ public final class IMAPChangeInbox: MailboxChangeObserver, Sendable {
             switch change {
             case .appended(_, let id, let uid, _):
                 guard id == mailboxID else { return nil }
-                if state.pending.count >= Self.capacity { state.pending.overflowed = true } else { state.pending.appended.append(uid) }
+                state.pending.keep { $0.appended.append(uid) }
             case .expunged(_, let id, let uid, _):
                 guard id == mailboxID else { return nil }
-                if state.pending.count >= Self.capacity { state.pending.overflowed = true } else { state.pending.expunged.append(uid) }
+                state.pending.keep { $0.expunged.append(uid) }
             case .flagsChanged(_, let id, let uid, let modSeq):
                 guard id == mailboxID else { return nil }
-                if state.pending.count >= Self.capacity { state.pending.overflowed = true } else { state.pending.flagChanges.append((uid, modSeq)) }
+                state.pending.keep { $0.flagChanges.append((uid, modSeq)) }
             case .mailboxDeleted(_, let id):
                 guard id == mailboxID else { return nil }
                 state.pending.mailboxGone = true
@@ -105,13 +111,7 @@ public final class IMAPChangeInbox: MailboxChangeObserver, Sendable {
     /// FETCH, STORE or SEARCH) go back, to be reported at the next point that allows them.
     func putBack(expunged uids: [UInt32]) {
         guard !uids.isEmpty else { return }
-        state.withLockedValue { state in
-            if state.pending.count + uids.count > Self.capacity {
-                state.pending.overflowed = true
-            } else {
-                state.pending.expunged.append(contentsOf: uids)
-            }
-        }
+        state.withLockedValue { $0.pending.keep(uids.count) { $0.expunged.append(contentsOf: uids) } }
     }
 
     func take() -> Pending {

@@ -219,18 +219,18 @@ extension SQLiteMailStore: IMAPBatchedStore {
     public func messageHeads(of messages: [(record: MessageRecord, blobLength: Int)]) async throws -> [Int64: [UInt8]] {
         var out: [Int64: [UInt8]] = [:]
         out.reserveCapacity(messages.count)
+        // Cached heads of messages that also need their prefix read.
         var heads: [Int64: [UInt8]] = [:]
         var missing: [(id: Int64, limit: Int?)] = []
-        var prefixed: [Int64] = []
         for (record, length) in messages {
             if let head = headCache.value(forBlob: record.blobID), head.count == length {
-                if record.prefixLength == 0 { out[record.id] = head } else { heads[record.id] = head; prefixed.append(record.id) }
+                if record.prefixLength == 0 { out[record.id] = head } else { heads[record.id] = head }
             } else {
                 missing.append((record.id, max(0, length)))
             }
         }
-        if !prefixed.isEmpty {
-            let ids = prefixed
+        if !heads.isEmpty {
+            let ids = Array(heads.keys)
             let prefixes: [(Int64, Data)] = try await read { db in
                 let statement = try db.cachedStatement(sql: "SELECT prefix FROM message WHERE id = ?")
                 return try ids.compactMap { id in try Data.fetchOne(statement, arguments: [id]).map { (id, $0) } }

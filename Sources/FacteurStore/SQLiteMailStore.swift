@@ -136,8 +136,7 @@ public final class SQLiteMailStore: MailStore {
     /// A read transaction, run on the calling thread. GRDB's async `read` hops to the reader's
     /// dispatch queue and back (two thread switches); a read is a short, CPU-bound B-tree walk
     /// (a few microseconds to a few milliseconds for the largest IMAP reads), so running it in
-    /// place is cheaper than scheduling it. The reader pool bounds how
-    /// many run at once.
+    /// place is cheaper than scheduling it. The reader pool bounds how many run at once.
     func read<T: Sendable>(_ value: @escaping @Sendable (Database) throws -> T) async throws -> T {
         do {
             return try readInPlace(value)
