@@ -372,9 +372,9 @@ extension IMAPCommandRunner {
     }
 
     func statusLine(mailbox: MailboxRecord, items: [StatusAttribute], session: IMAPSession) async throws -> [UInt8] {
-        var messages: [MessageRecord]?
+        var counts = MessageCounts()
         if items.contains(where: { $0 == .unseen || $0 == .deleted || $0 == .size || $0 == .deletedStorage }) {
-            messages = try await store.messages(mailboxID: mailbox.id)
+            counts = try await store.messageCounts(mailboxID: mailbox.id, size: items.contains(.size))
         }
         var w = IMAPResponseWriter(utf8Accepted: session.utf8Accepted)
         w.raw("* STATUS ")
@@ -387,15 +387,13 @@ extension IMAPCommandRunner {
             case .messages: w.number(mailbox.messageCount)
             case .uidNext: w.number(mailbox.uidNext)
             case .uidValidity: w.number(mailbox.uidValidity)
-            case .unseen: w.number(messages?.filter { !$0.flags.contains(.seen) }.count ?? 0)
-            case .deleted: w.number(messages?.filter { $0.flags.contains(.deleted) }.count ?? 0)
-            case .size: w.number(messages?.reduce(Int64(0)) { $0 + $1.size } ?? 0)
+            case .unseen: w.number(counts.unseen)
+            case .deleted: w.number(counts.deleted)
+            case .size: w.number(counts.size ?? 0)
             case .recent: w.number(0)
             case .highestModSeq: w.number(mailbox.highestModSeq)
             case .mailboxID: w.raw("(\(IMAPObjectID.mailbox(mailbox)))")
-            case .deletedStorage:
-                let bytes = messages?.filter { $0.flags.contains(.deleted) }.reduce(Int64(0)) { $0 + $1.size } ?? 0
-                w.number(IMAPQuota.kibibytes(bytes))
+            case .deletedStorage: w.number(IMAPQuota.kibibytes(counts.deletedSize))
             }
         }
         w.raw(")")

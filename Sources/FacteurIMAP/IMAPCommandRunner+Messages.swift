@@ -468,32 +468,35 @@ extension IMAPCommandRunner {
         if usesModSeq { await enableCondStore(session: &session, output: output) }
         do {
             let records = try await store.messages(mailboxID: selected.id)
-            var byUID: [UInt32: MessageRecord] = [:]
-            for r in records { byUID[r.uid] = r }
+            // The session's view and the records both ascend by UID: one pass pairs each message
+            // number with its record (a message expunged meanwhile has none and cannot match).
+            var visible: [(msn: Int, record: Int)] = []
+            visible.reserveCapacity(min(records.count, selected.uids.count))
+            var next = 0
+            for (i, messageUID) in selected.uids.enumerated() {
+                while next < records.count, records[next].uid < messageUID { next += 1 }
+                if next < records.count, records[next].uid == messageUID { visible.append((i + 1, next)) }
+            }
             let fullText = try await FullTextAnswers.compute(for: command.key, mailboxID: selected.id, store: store)
             var matcher = IMAPSearchMatcher(store: store, selected: selected, saved: session.savedSearch, fullText: fullText)
-            var matches: [(msn: Int, uid: UInt32)] = []
+            var matches: [(msn: Int, record: Int)] = []
             // Envelope keys read the summaries a batch at a time (one query per batch, not per message).
             let prefetch = IMAPSearchMatcher.needsSummary(command.key)
             var start = 0
-            while start < selected.uids.count {
-                let end = min(start + Self.fetchBatchSize, selected.uids.count)
-                if prefetch {
-                    try await matcher.prefetch(selected.uids[start..<end].compactMap { byUID[$0] })
+            while start < visible.count {
+                let batch = visible[start ..< min(start + Self.fetchBatchSize, visible.count)]
+                if prefetch { try await matcher.prefetch(batch.map { records[$0.record] }) }
+                for message in batch {
+                    if try await matcher.matches(command.key, msn: message.msn, record: records[message.record]) { matches.append(message) }
                 }
-                for i in start..<end {
-                    let messageUID = selected.uids[i]
-                    guard let record = byUID[messageUID] else { continue }
-                    if try await matcher.matches(command.key, msn: i + 1, record: record) { matches.append((i + 1, messageUID)) }
-                }
-                start = end
+                start = batch.endIndex
             }
-            let numbers = matches.map { uid ? $0.uid : UInt32($0.msn) }
+            let numbers = matches.map { uid ? records[$0.record].uid : UInt32($0.msn) }
             // RFC 7162 §3.1.5: with MODSEQ in the criteria, the highest MODSEQ of the matches.
-            let highest = usesModSeq ? matches.compactMap { byUID[$0.uid]?.modSeq }.max() : nil
+            let highest = usesModSeq ? matches.map { records[$0.record].modSeq }.max() : nil
             if let options = command.returnOptions {
                 let set = Set(options)
-                if set.contains(.save) { session.savedSearch = matches.map(\.uid) }
+                if set.contains(.save) { session.savedSearch = matches.map { records[$0.record].uid } }
                 let wantsResult = !(set.count == 1 && set.contains(.save))
                 if wantsResult {
                     var parts = ["* ESEARCH (TAG \"\(tag)\")"]

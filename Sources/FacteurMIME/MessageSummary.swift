@@ -3,17 +3,61 @@
 // RFC 3501 §7.4.2 / RFC 9051 §7.5.2 define what each field means on the wire.
 
 /// What the store keeps about a message's structure.
+///
+/// A value type whose fields live in one shared, immutable box: a summary is large (an envelope
+/// and a part tree held inline, some thirty references), and IMAP passes it through caches and
+/// per-command tables, where copying the fields one by one cost more than the search that used
+/// them. A copy is now one retain; a change replaces the box.
 public struct MessageSummary: Codable, Sendable, Equatable {
-    public var envelope: Envelope
+    private final class Storage: Sendable {
+        let envelope: Envelope
+        let body: BodyPart
+        let defects: [String]
+        init(envelope: Envelope, body: BodyPart, defects: [String]) {
+            self.envelope = envelope
+            self.body = body
+            self.defects = defects
+        }
+    }
+
+    private var storage: Storage
+
+    public var envelope: Envelope {
+        get { storage.envelope }
+        set { storage = Storage(envelope: newValue, body: storage.body, defects: storage.defects) }
+    }
     /// The root part: the whole message. Its `headerOffset` is 0.
-    public var body: BodyPart
+    public var body: BodyPart {
+        get { storage.body }
+        set { storage = Storage(envelope: storage.envelope, body: newValue, defects: storage.defects) }
+    }
     /// What was wrong with the message, in words; the parse never fails.
-    public var defects: [String]
+    public var defects: [String] {
+        get { storage.defects }
+        set { storage = Storage(envelope: storage.envelope, body: storage.body, defects: newValue) }
+    }
 
     public init(envelope: Envelope, body: BodyPart, defects: [String] = []) {
-        self.envelope = envelope
-        self.body = body
-        self.defects = defects
+        storage = Storage(envelope: envelope, body: body, defects: defects)
+    }
+
+    public static func == (a: MessageSummary, b: MessageSummary) -> Bool {
+        a.storage === b.storage || (a.envelope == b.envelope && a.body == b.body && a.defects == b.defects)
+    }
+
+    private enum CodingKeys: String, CodingKey { case envelope, body, defects }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(envelope: try c.decode(Envelope.self, forKey: .envelope), body: try c.decode(BodyPart.self, forKey: .body),
+                  defects: try c.decode([String].self, forKey: .defects))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(envelope, forKey: .envelope)
+        try c.encode(body, forKey: .body)
+        try c.encode(defects, forKey: .defects)
     }
 }
 

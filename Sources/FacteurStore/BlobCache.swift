@@ -33,11 +33,18 @@ final class BlobCache<Value: Sendable>: @unchecked Sendable {
     }
 
     func value(forBlob blobID: String) -> Value? {
+        values(forBlobs: CollectionOfOne(blobID))[0]
+    }
+
+    /// The values of many blobs under one lock: per-id locking made concurrent SEARCHes queue
+    /// on the lock (futex waits and context switches) more than they read.
+    func values(forBlobs blobIDs: some Sequence<String>) -> [Value?] {
         lock.withLock {
-            // One hash of the 64-character id, not three.
-            guard let index = entries.index(forKey: blobID) else { return nil }
-            entries.values[index].referenced = true
-            return entries.values[index].value
+            blobIDs.map { blobID in
+                guard let index = entries.index(forKey: blobID) else { return nil }
+                entries.values[index].referenced = true
+                return entries.values[index].value
+            }
         }
     }
 

@@ -85,6 +85,8 @@ public struct MailboxRecord: Sendable, Equatable, Codable {
 }
 
 /// IMAP system flags.
+/// The bit values are stored, and the partial indexes of migration v8 name seen (1) and
+/// deleted (8) as literals: they never change.
 public struct MessageFlags: OptionSet, Sendable, Hashable, Codable {
     public let rawValue: Int
     public init(rawValue: Int) { self.rawValue = rawValue }
@@ -306,6 +308,9 @@ public protocol MailStore: Sendable {
     /// Every UID of the mailbox, ascending (what a session compares its view with); throws
     /// `StoreError.notFound` when the mailbox is gone.
     func uids(mailboxID: Int64) async throws -> [UInt32]
+    /// STATUS's counts; `size` asks for the total size too. Throws `StoreError.notFound` when
+    /// the mailbox is gone.
+    func messageCounts(mailboxID: Int64, size: Bool) async throws -> MessageCounts
 
     /// Every change, as it commits.
     func changes() -> AsyncStream<MailboxChange>

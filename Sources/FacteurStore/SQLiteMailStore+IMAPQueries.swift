@@ -31,6 +31,42 @@ public struct MailboxIndex: Sendable, Equatable {
     }
 }
 
+/// STATUS's counts (RFC 9051 §6.3.11, STATUS=SIZE RFC 8438, DELETED-STORAGE RFC 9208 §5.4).
+public struct MessageCounts: Sendable, Equatable {
+    public var unseen = 0
+    public var deleted = 0
+    /// Octets of the \Deleted messages (what an EXPUNGE would free).
+    public var deletedSize: Int64 = 0
+    /// Octets of every message; nil unless asked for (it reads every row).
+    public var size: Int64?
+
+    public init(unseen: Int = 0, deleted: Int = 0, deletedSize: Int64 = 0, size: Int64? = nil) {
+        self.unseen = unseen; self.deleted = deleted; self.deletedSize = deletedSize; self.size = size
+    }
+
+    public init(records: [MessageRecord], size: Bool) {
+        for m in records {
+            if !m.flags.contains(.seen) { unseen += 1 }
+            if m.flags.contains(.deleted) { deleted += 1; deletedSize += m.size }
+        }
+        self.size = size ? records.reduce(Int64(0)) { $0 + $1.size } : nil
+    }
+}
+
+/// The statements that the partial indexes of migration v8 serve. Each repeats its index's WHERE
+/// clause word for word, or SQLite scans the mailbox instead; a test checks every plan.
+enum FlagIndexedSQL {
+    static let firstUnseen = "SELECT uid FROM message WHERE mailboxID = ? AND (flags & 1) = 0 ORDER BY uid LIMIT 1"
+    static let unseenCount = "SELECT COUNT(*) FROM message WHERE mailboxID = ? AND (flags & 1) = 0"
+    static let deletedUIDs = "SELECT uid FROM message WHERE mailboxID = ? AND (flags & 8) <> 0 ORDER BY uid"
+    static let deleted = "SELECT COUNT(*), TOTAL(size) FROM message WHERE mailboxID = ? AND (flags & 8) <> 0"
+    static let keywords = "SELECT DISTINCT keywords FROM message WHERE mailboxID = ? AND keywords <> ''"
+
+    /// Each statement and the index it must use.
+    static let plans = [(firstUnseen, "message_unseen"), (unseenCount, "message_unseen"), (deletedUIDs, "message_deleted"),
+                        (deleted, "message_deleted"), (keywords, "message_keywords")]
+}
+
 /// How many UIDs or ids one batched query binds: well under SQLite's host-parameter limit,
 /// and small enough that one batch of records stays a few hundred kilobytes.
 public let storeQueryBatchSize = 500
@@ -44,6 +80,10 @@ extension MailStore {
 
     public func uids(mailboxID: Int64) async throws -> [UInt32] {
         try await messages(mailboxID: mailboxID).map(\.uid)
+    }
+
+    public func messageCounts(mailboxID: Int64, size: Bool) async throws -> MessageCounts {
+        MessageCounts(records: try await messages(mailboxID: mailboxID), size: size)
     }
 
     public func summaries(of records: [MessageRecord]) async throws -> [Int64: MessageSummary] {
@@ -83,16 +123,12 @@ extension SQLiteMailStore {
             while let uid = try cursor.next() { uids.append(UInt32(truncatingIfNeeded: uid)) }
 
             var firstUnseen: Int?
-            if let uid = try Int64.fetchOne(db.cachedStatement(sql: """
-                SELECT uid FROM message WHERE mailboxID = ? AND (flags & ?) = 0 ORDER BY uid LIMIT 1
-                """), arguments: [mailboxID, MessageFlags.seen.rawValue]) {
+            if let uid = try Int64.fetchOne(db.cachedStatement(sql: FlagIndexedSQL.firstUnseen), arguments: [mailboxID]) {
                 firstUnseen = Self.position(of: UInt32(truncatingIfNeeded: uid), in: uids).map { $0 + 1 }
             }
 
             var keywords = Set<String>()
-            let stored = try String.fetchCursor(db.cachedStatement(sql: """
-                SELECT DISTINCT keywords FROM message WHERE mailboxID = ? AND keywords <> ''
-                """), arguments: [mailboxID])
+            let stored = try String.fetchCursor(db.cachedStatement(sql: FlagIndexedSQL.keywords), arguments: [mailboxID])
             while let joined = try stored.next() { keywords.formUnion(StoreNames.splitKeywords(joined)) }
             return MailboxIndex(uids: uids, firstUnseen: firstUnseen, keywords: keywords.sorted())
         }
@@ -222,8 +258,9 @@ extension SQLiteMailStore: IMAPBatchedStore {
         // Cached heads of messages that also need their prefix read.
         var heads: [Int64: [UInt8]] = [:]
         var missing: [(id: Int64, limit: Int?)] = []
-        for (record, length) in messages {
-            if let head = headCache.value(forBlob: record.blobID), head.count == length {
+        let cached = headCache.values(forBlobs: messages.lazy.map(\.record.blobID))
+        for ((record, length), head) in zip(messages, cached) {
+            if let head, head.count == length {
                 if record.prefixLength == 0 { out[record.id] = head } else { heads[record.id] = head }
             } else {
                 missing.append((record.id, max(0, length)))
@@ -328,14 +365,33 @@ extension SQLiteMailStore: IMAPBatchedStore {
         }
     }
 
+    /// Counted on the partial indexes of migration v8 (only the unseen and the deleted messages'
+    /// entries are read); the total size alone reads every row, so only when asked.
+    public func messageCounts(mailboxID: Int64, size: Bool) async throws -> MessageCounts {
+        try await read { db in
+            try Self.requireMailbox(db, mailboxID)
+            var counts = MessageCounts()
+            counts.unseen = try Int.fetchOne(db.cachedStatement(sql: FlagIndexedSQL.unseenCount), arguments: [mailboxID]) ?? 0
+            if let row = try Row.fetchOne(db.cachedStatement(sql: FlagIndexedSQL.deleted), arguments: [mailboxID]) {
+                counts.deleted = row[0]
+                counts.deletedSize = Int64(row[1] as Double)
+            }
+            if size {
+                counts.size = Int64(try Double.fetchOne(db.cachedStatement(sql: "SELECT TOTAL(size) FROM message WHERE mailboxID = ?"),
+                                                        arguments: [mailboxID]) ?? 0)
+            }
+            return counts
+        }
+    }
+
     /// Summaries are a function of the blob's bytes, and a blob id is the hash of its bytes: a
     /// cached summary never goes stale. Misses are read in one transaction, by blob id.
     public func summaries(of records: [MessageRecord]) async throws -> [Int64: MessageSummary] {
         var out: [Int64: MessageSummary] = [:]
         out.reserveCapacity(records.count)
         var missing: [MessageRecord] = []
-        for record in records {
-            if let cached = summaryCache.value(forBlob: record.blobID) { out[record.id] = cached } else { missing.append(record) }
+        for (record, cached) in zip(records, summaryCache.values(forBlobs: records.lazy.map(\.blobID))) {
+            if let cached { out[record.id] = cached } else { missing.append(record) }
         }
         var start = 0
         while start < missing.count {
@@ -364,8 +420,8 @@ extension SQLiteMailStore: IMAPBatchedStore {
 
     public func deletedUIDs(mailboxID: Int64) async throws -> [UInt32] {
         try await read { db in
-            try Int64.fetchAll(db.cachedStatement(sql: "SELECT uid FROM message WHERE mailboxID = ? AND (flags & ?) <> 0 ORDER BY uid"),
-                               arguments: [mailboxID, MessageFlags.deleted.rawValue]).map { UInt32(truncatingIfNeeded: $0) }
+            try Int64.fetchAll(db.cachedStatement(sql: FlagIndexedSQL.deletedUIDs),
+                               arguments: [mailboxID]).map { UInt32(truncatingIfNeeded: $0) }
         }
     }
 }

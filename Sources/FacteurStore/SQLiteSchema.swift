@@ -15,7 +15,21 @@ enum SQLiteSchema {
         migrator.registerMigration("v5-fulltext", migrate: FullTextSchema.v5)
         migrator.registerMigration("v6-queue-tls-demand", migrate: QueueSchema.v6)
         migrator.registerMigration("v7-tls-report", migrate: TLSReportSchema.v7)
+        migrator.registerMigration("v8-message-flag-indexes", migrate: v8MessageFlagIndexes)
         return migrator
+    }
+
+    /// Partial indexes over the few messages each IMAP question is about, so that answering
+    /// does not read every row of the mailbox: SELECT's first unseen message and keywords,
+    /// STATUS UNSEEN and DELETED, and EXPUNGE's \Deleted messages. Queries must repeat each
+    /// WHERE clause word for word (flag bits as literals, see `MessageFlags`) for SQLite to use
+    /// the index.
+    private static func v8MessageFlagIndexes(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE INDEX message_unseen ON message(mailboxID, uid) WHERE (flags & 1) = 0;
+            CREATE INDEX message_deleted ON message(mailboxID, uid) WHERE (flags & 8) <> 0;
+            CREATE INDEX message_keywords ON message(mailboxID, keywords) WHERE keywords <> '';
+            """)
     }
 
     /// Alias members outside our domains (forwarding). Local members stay in `alias`, tied to

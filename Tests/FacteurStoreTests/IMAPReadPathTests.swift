@@ -2,6 +2,7 @@
 // and flag commits without their own fsync. Each test checks the fast path against the plain one.
 
 import FacteurMIME
+import GRDB
 @testable import FacteurStore
 import XCTest
 
@@ -150,5 +151,58 @@ final class IMAPReadPathTests: StoreTestCase {
             _ = try await store.uids(mailboxID: 987_654)
             XCTFail("no such mailbox")
         } catch StoreError.notFound {}
+    }
+
+    func testStatusCountsMatchTheRecordsAndAGoneMailboxThrows() async throws {
+        let alice = try await account("alice@example.org")
+        let mailbox = try await inbox(alice)
+        for i in 0 ..< 6 { try await deliver(Self.message("m\(i)"), to: [alice]) }
+        try await store.setFlags(mailboxID: mailbox.id, uid: 1, flags: [.seen], keywords: [])
+        try await store.setFlags(mailboxID: mailbox.id, uid: 2, flags: [.seen, .deleted], keywords: [])
+        try await store.setFlags(mailboxID: mailbox.id, uid: 5, flags: [.deleted, .flagged], keywords: ["$Junk"])
+        let counts = try await store.messageCounts(mailboxID: mailbox.id, size: true)
+        let records = try await store.messages(mailboxID: mailbox.id)
+        XCTAssertEqual(counts, MessageCounts(records: records, size: true))
+        XCTAssertEqual(counts.unseen, 4)
+        XCTAssertEqual(counts.deleted, 2)
+        XCTAssertEqual(counts.deletedSize, records[1].size + records[4].size)
+        XCTAssertEqual(counts.size, records.reduce(0) { $0 + $1.size })
+        let withoutSize = try await store.messageCounts(mailboxID: mailbox.id, size: false)
+        XCTAssertNil(withoutSize.size)
+        let deleted = try await store.deletedUIDs(mailboxID: mailbox.id)
+        XCTAssertEqual(deleted, [2, 5])
+        let index = try await store.mailboxIndex(mailboxID: mailbox.id)
+        XCTAssertEqual(index, MailboxIndex(records: records))
+        XCTAssertEqual(index.firstUnseen, 3)
+        XCTAssertEqual(index.keywords, ["$Junk"])
+        do {
+            _ = try await store.messageCounts(mailboxID: 987_654, size: false)
+            XCTFail("no such mailbox")
+        } catch StoreError.notFound {}
+    }
+
+    /// The partial indexes of migration v8 only help if SQLite picks them: a statement that words
+    /// its WHERE clause differently from the index's silently scans the mailbox again.
+    func testFlagQueriesUseThePartialIndexes() async throws {
+        for (sql, index) in FlagIndexedSQL.plans {
+            let plan = try await store.pool.read { db in
+                try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN " + sql, arguments: [1]).map { $0["detail"] as String }.joined(separator: "; ")
+            }
+            XCTAssertTrue(plan.contains(index), "\(sql): \(plan)")
+        }
+    }
+
+    func testSummaryCopiesShareOneBoxAndAChangeReplacesIt() throws {
+        var summary = MessageSummary(parsing: Array("Subject: one\r\nFrom: a@example.org\r\n\r\nbody\r\n".utf8))
+        let copy = summary
+        summary.envelope.subject = "two"
+        XCTAssertEqual(copy.envelope.subject, "one", "a copy keeps its own value")
+        XCTAssertEqual(summary.envelope.subject, "two")
+        XCTAssertNotEqual(summary, copy)
+        summary.envelope.subject = "one"
+        XCTAssertEqual(summary, copy, "equal by value, not by box")
+        let back = try JSONDecoder().decode(MessageSummary.self, from: JSONEncoder().encode(copy))
+        XCTAssertEqual(back, copy)
+        XCTAssertEqual(try SummaryCodec.decode(SummaryCodec.encode(copy)), copy)
     }
 }
