@@ -328,7 +328,7 @@ extension SQLiteMailStore: IMAPBatchedStore {
     public func setFlags(mailboxID: Int64, updates: [FlagUpdate]) async throws -> [UInt32: UInt64] {
         guard !updates.isEmpty else { return [:] }
         let prepared = try updates.map { ($0.uid, $0.flags.rawValue, StoreNames.joinKeywords(try StoreNames.keywords($0.keywords))) }
-        return try await writeFlags { db in
+        return try await writeWithoutFsync { db in
             guard let mailbox = try Row.fetchOne(db.cachedStatement(sql: "SELECT accountID, highestModSeq FROM mailbox WHERE id = ?"),
                                                  arguments: [mailboxID]) else {
                 throw StoreError.notFound("mailbox \(mailboxID)")

@@ -233,7 +233,7 @@ extension SQLiteMailStore {
     @discardableResult
     public func setFlags(mailboxID: Int64, uid: UInt32, flags: MessageFlags, keywords: [String]) async throws -> UInt64 {
         let keywords = StoreNames.joinKeywords(try StoreNames.keywords(keywords))
-        return try await writeFlags { db in
+        return try await writeWithoutFsync { db in
             guard let mailbox = try Row.fetchOne(db.cachedStatement(sql: "SELECT accountID, highestModSeq FROM mailbox WHERE id = ?"),
                                                  arguments: [mailboxID]) else {
                 throw StoreError.notFound("mailbox \(mailboxID)")
@@ -251,23 +251,27 @@ extension SQLiteMailStore {
     /// Removes the messages with these UIDs (absent ones are ignored). The whole expunge takes
     /// one new MODSEQ, recorded with each UID as a tombstone; usage counters go down in the same
     /// transaction. The blobs become garbage once nothing references them.
+    /// Commits without its own fsync (`writeWithoutFsync`). Blobs kept inside the database that
+    /// no message or queued message references any more go in the same transaction, so that
+    /// churn does not grow the file until the next garbage collection; blob files are left to
+    /// the collector (a file cannot be removed inside a transaction).
     public func expunge(mailboxID: Int64, uids: [UInt32]) async throws {
         let uids = Array(Set(uids)).sorted()
-        try await write { db in
+        try await writeWithoutFsync { db in
             guard let mailbox = try Row.fetchOne(db.cachedStatement(sql: "SELECT accountID, highestModSeq FROM mailbox WHERE id = ?"),
                                                  arguments: [mailboxID]) else {
                 throw StoreError.notFound("mailbox \(mailboxID)")
             }
             let accountID: Int64 = mailbox[0]
-            var found: [(uid: Int64, size: Int64)] = []
+            var found: [(uid: Int64, size: Int64, blobID: String)] = []
             var start = 0
             while start < uids.count {
                 let chunk = uids[start ..< min(start + StoreLimits.sqlChunkSize, uids.count)]
                 start += chunk.count
                 let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
-                let rows = try Row.fetchAll(db, sql: "SELECT uid, size FROM message WHERE mailboxID = ? AND uid IN (\(marks))",
+                let rows = try Row.fetchAll(db, sql: "SELECT uid, size, blobID FROM message WHERE mailboxID = ? AND uid IN (\(marks))",
                                             arguments: StatementArguments([mailboxID] + chunk.map { Int64($0) }))
-                found += rows.map { (uid: $0[0], size: $0[1]) }
+                found += rows.map { (uid: $0[0], size: $0[1], blobID: $0[2]) }
             }
             guard !found.isEmpty else { return }
             let modSeq = (mailbox[1] as Int64) + 1
@@ -279,6 +283,14 @@ extension SQLiteMailStore {
                 try tombstone.execute(arguments: [mailboxID, message.uid, modSeq])
                 bytes += message.size
             }
+            // A delivery of the same bytes later writes the row again (INSERT OR IGNORE in its
+            // own transaction), so removing it here races with nothing.
+            let dropBlob = try db.cachedStatement(sql: """
+                DELETE FROM blob WHERE id = ? AND data IS NOT NULL
+                AND NOT EXISTS (SELECT 1 FROM message WHERE message.blobID = blob.id)
+                AND NOT EXISTS (SELECT 1 FROM queue_message WHERE queue_message.blobID = blob.id)
+                """)
+            for blobID in Set(found.map(\.blobID)) { try dropBlob.execute(arguments: [blobID]) }
             try db.execute(sql: "UPDATE mailbox SET highestModSeq = ?, messageCount = messageCount - ? WHERE id = ?",
                            arguments: [modSeq, found.count, mailboxID])
             try db.execute(sql: "UPDATE account SET usageBytes = usageBytes - ?, usageMessages = usageMessages - ? WHERE id = ?",

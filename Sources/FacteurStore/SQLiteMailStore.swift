@@ -29,9 +29,13 @@ public final class SQLiteMailStore: MailStore {
     public var stats: Stats { counters.withLock { $0 } }
 
     let pool: DatabasePool
+    /// Connections for the reads run on the calling thread (`read`, `readStatement`).
+    let readers: ReaderConnections
     let blobs: BlobFiles
     let logger: Logger
-    let feed = ChangeFeed()
+    let feed: ChangeFeed
+    /// Hands `feed` what each write transaction queued, when it commits (`publishOnCommit`).
+    let commits: CommitPublisher
     let blobGuard = BlobGuard()
     let counters = Locked(Stats())
     let deliveryQueue: DeliveryQueue
@@ -47,6 +51,8 @@ public final class SQLiteMailStore: MailStore {
     /// migrations.
     public init(directory: String, logger: Logger = Logger(label: "facteur.store")) throws {
         self.logger = logger
+        let feed = ChangeFeed()
+        self.feed = feed
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
@@ -60,8 +66,10 @@ public final class SQLiteMailStore: MailStore {
         // Another process (the CLI while the server runs) may hold the write lock briefly.
         config.busyMode = .timeout(10)
         config.label = "facteur.store"
+        let path = directory + "/" + BlobLayout.databaseFileName
+        readers = ReaderConnections(path: path, limit: max(4, 2 * ProcessInfo.processInfo.activeProcessorCount))
         do {
-            pool = try DatabasePool(path: directory + "/" + BlobLayout.databaseFileName, configuration: config)
+            pool = try DatabasePool(path: path, configuration: config)
             // WAL + FULL: a commit is durable once the WAL is fsync'd (DESIGN.md, Durability).
             // Set on the writer connection after the pool has opened it: GRDB's WAL setup sets
             // NORMAL (no fsync per commit) after `prepareDatabase` has run.
@@ -73,6 +81,9 @@ public final class SQLiteMailStore: MailStore {
                 throw StoreError.writeFailed("cannot set PRAGMA synchronous = FULL (got \(synchronous ?? -1))")
             }
             try SQLiteSchema.migrator.migrate(pool)
+            let commits = CommitPublisher(feed: feed)
+            pool.writeWithoutTransaction { db in db.add(transactionObserver: commits, extent: .databaseLifetime) }
+            self.commits = commits
         } catch let error as DatabaseError {
             throw StoreError.writeFailed("cannot open the database in \(directory): \(error)")
         }
@@ -88,6 +99,7 @@ public final class SQLiteMailStore: MailStore {
     public func close() throws {
         deliveryQueue.shutDown()
         feed.finishAll()
+        readers.close()
         do {
             try pool.close()
         } catch {
@@ -107,12 +119,15 @@ public final class SQLiteMailStore: MailStore {
     }
 
     /// A write transaction whose commit does not wait for fsync (`PRAGMA synchronous = NORMAL`
-    /// for this commit only), for flag changes: they survive a crash of the process at once, and
-    /// reach the disk with the next durable commit (every delivery) or checkpoint, so only a
-    /// power failure can lose the last ones. Messages and expunges keep FULL: a lost expunge
-    /// could bring back a row whose blob the collector has removed. Dovecot's default
-    /// (mail_fsync = optimized) makes the same choice for its index.
-    func writeFlags<T: Sendable>(_ updates: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    /// for this commit only), for flag changes and expunges: they survive a crash of the process
+    /// at once, and reach the disk with the next durable commit (every delivery) or checkpoint,
+    /// so only a power failure can lose the last ones (an expunged message would come back).
+    /// Never for a new message: its 250 or OK promises it is on disk. The WAL is one file
+    /// written in commit order, so a later FULL commit makes every earlier one durable too:
+    /// garbage collection, which commits FULL before it removes a blob file, can never remove
+    /// the blob of a message whose expunge a power failure undid. Dovecot's default
+    /// (mail_fsync = optimized) makes the same choice for its index and expunges.
+    func writeWithoutFsync<T: Sendable>(_ updates: @escaping @Sendable (Database) throws -> T) async throws -> T {
         do {
             return try await pool.writeWithoutTransaction { db in
                 try db.execute(sql: "PRAGMA synchronous = NORMAL")
@@ -136,7 +151,8 @@ public final class SQLiteMailStore: MailStore {
     /// A read transaction, run on the calling thread. GRDB's async `read` hops to the reader's
     /// dispatch queue and back (two thread switches); a read is a short, CPU-bound B-tree walk
     /// (a few microseconds to a few milliseconds for the largest IMAP reads), so running it in
-    /// place is cheaper than scheduling it. The reader pool bounds how many run at once.
+    /// place is cheaper than scheduling it. It runs on one of `readers`' connections, or on
+    /// GRDB's pool when they are all busy.
     func read<T: Sendable>(_ value: @escaping @Sendable (Database) throws -> T) async throws -> T {
         do {
             return try readInPlace(value)
@@ -147,7 +163,8 @@ public final class SQLiteMailStore: MailStore {
 
     /// Synchronous, so that GRDB's blocking `read` is chosen over its async overload.
     private func readInPlace<T>(_ value: (Database) throws -> T) throws -> T {
-        try pool.read(value)
+        if let result = try readers.withConnection({ try $0.read(value) }) { return result }
+        return try pool.read(value)
     }
 
     /// A read of exactly one statement, run on the calling thread without an explicit
@@ -162,7 +179,8 @@ public final class SQLiteMailStore: MailStore {
     }
 
     private func readStatementInPlace<T>(_ value: (Database) throws -> T) throws -> T {
-        try pool.unsafeRead(value)
+        if let result = try readers.withConnection({ try $0.unsafeRead(value) }) { return result }
+        return try pool.unsafeRead(value)
     }
 
     static func storeError(_ error: any Error, writing: Bool) -> StoreError {
@@ -174,12 +192,11 @@ public final class SQLiteMailStore: MailStore {
         return writing ? .writeFailed("\(error)") : .invalid("\(error)")
     }
 
-    /// Queues `changes` for every subscriber once the current transaction commits; GRDB runs the
-    /// callback on the writer queue, so subscribers see changes in commit order.
+    /// Queues `changes` for every subscriber once the current transaction commits (none if it
+    /// rolls back). The writer's queue runs the commit, so subscribers see changes in commit order.
     func publishOnCommit(_ db: Database, _ changes: [MailboxChange]) {
         guard !changes.isEmpty else { return }
-        let feed = self.feed
-        db.afterNextTransaction(onCommit: { _ in feed.publish(changes) })
+        commits.queue(changes)
     }
 
     public func changes() -> AsyncStream<MailboxChange> { feed.subscribe() }
@@ -602,5 +619,40 @@ final class Locked<Value>: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return try body(&value)
+    }
+}
+
+/// Publishes the changes a write transaction queued once it commits, and drops them if it rolls
+/// back. One observer for the writer's whole life: GRDB's `afterNextTransaction` adds and removes
+/// an observer per transaction, and GRDB throws away every cached statement that can delete rows
+/// whenever an observer comes or goes, so EXPUNGE (a DELETE) prepared its statements again on
+/// every call: 8% of the CPU of an APPEND + EXPUNGE workload.
+final class CommitPublisher: TransactionObserver, @unchecked Sendable {
+    private let feed: ChangeFeed
+    /// Only touched on the writer's queue (GRDB serialises the writer connection).
+    private var pending: [MailboxChange] = []
+
+    init(feed: ChangeFeed) {
+        self.feed = feed
+    }
+
+    func queue(_ changes: [MailboxChange]) {
+        pending += changes
+    }
+
+    /// No row events: they would cost an update hook per row, and the feed is told explicitly.
+    func observes(eventsOfKind eventKind: DatabaseEventKind) -> Bool { false }
+
+    func databaseDidChange(with event: DatabaseEvent) {}
+
+    func databaseDidCommit(_ db: Database) {
+        guard !pending.isEmpty else { return }
+        let changes = pending
+        pending = []
+        feed.publish(changes)
+    }
+
+    func databaseDidRollback(_ db: Database) {
+        pending = []
     }
 }

@@ -107,15 +107,18 @@ final class BlobTests: StoreTestCase {
         let largeDropped = try await deliver(Self.message("large", size: StoreLimits.inlineBlobThreshold + 100), to: [alice])
         let aliceInbox = try await inbox(alice)
 
-        // Alice expunges everything; bob still references `kept`.
+        // Alice expunges everything; bob still references `kept`. The expunge itself removes
+        // the inline blob nobody references; the file blob waits for the collector.
         try await store.expunge(mailboxID: aliceInbox.id, uids: [1, 2, 3])
+        let droppedAtExpunge = try await store.blobIsInline(dropped.blobID)
+        let largeAtExpunge = try await store.blobIsInline(largeDropped.blobID)
+        XCTAssertNil(droppedAtExpunge)
+        XCTAssertEqual(largeAtExpunge, false)
         let removed = try await store.collectGarbage()
-        XCTAssertEqual(removed, 2)
+        XCTAssertEqual(removed, 1)
         let keptInline = try await store.blobIsInline(kept.blobID)
-        let droppedRow = try await store.blobIsInline(dropped.blobID)
         let largeRow = try await store.blobIsInline(largeDropped.blobID)
         XCTAssertEqual(keptInline, true)
-        XCTAssertNil(droppedRow)
         XCTAssertNil(largeRow)
         XCTAssertFalse(FileManager.default.fileExists(atPath: store.blobPath(largeDropped.blobID)))
         let bobInbox = try await inbox(bob)
@@ -126,13 +129,18 @@ final class BlobTests: StoreTestCase {
         // Nothing left to collect; the same bytes can be delivered again after collection.
         let again = try await store.collectGarbage()
         XCTAssertEqual(again, 0)
+        try await deliver(Self.message("dropped"), to: [alice])
+        let redelivered = try await store.messages(mailboxID: aliceInbox.id)
+        let redeliveredBytes = try await store.messageBytes(messageID: redelivered[0].id)
+        XCTAssertEqual(redeliveredBytes, Self.message("dropped"))
         try await deliver(Self.message("large", size: StoreLimits.inlineBlobThreshold + 100), to: [alice])
         XCTAssertTrue(FileManager.default.fileExists(atPath: store.blobPath(largeDropped.blobID)))
     }
 
     func testGarbageCollectionSkipsBlobsInFlightAndYoungOrphans() async throws {
         let alice = try await account("alice@example.org")
-        let bytes = Self.message("in-flight")
+        // A file blob: an expunge leaves those to the collector.
+        let bytes = Self.message("in-flight", size: StoreLimits.inlineBlobThreshold + 100)
         let result = try await deliver(bytes, to: [alice])
         let mailbox = try await inbox(alice)
         try await store.expunge(mailboxID: mailbox.id, uids: [1])
@@ -142,7 +150,7 @@ final class BlobTests: StoreTestCase {
         let skipped = try await store.collectGarbage()
         XCTAssertEqual(skipped, 0)
         let stillThere = try await store.blobIsInline(result.blobID)
-        XCTAssertEqual(stillThere, true)
+        XCTAssertEqual(stillThere, false, "the file row is still there")
         store.blobGuard.release(result.blobID)
 
         // An orphan file (no row): kept while young, removed once older than the grace period.

@@ -129,6 +129,49 @@ final class IMAPReadPathTests: StoreTestCase {
         XCTAssertEqual(reopened?.flags, [.flagged])
     }
 
+    func testExpungeCommitsWithoutFsyncButLeavesFullAndSurvivesReopening() async throws {
+        let alice = try await account("alice@example.org")
+        let mailbox = try await inbox(alice)
+        for i in 0 ..< 3 { try await deliver(Self.message("m\(i)"), to: [alice]) }
+        try await store.expunge(mailboxID: mailbox.id, uids: [2])
+        let synchronous = try await store.writerPragma("synchronous")
+        XCTAssertEqual(synchronous, "2", "deliveries after an expunge must still wait for fsync")
+        try reopen()
+        let uids = try await store.uids(mailboxID: mailbox.id)
+        XCTAssertEqual(uids, [1, 3])
+    }
+
+    func testReadsUseTheStoresOwnConnectionsAndSeeEachCommit() async throws {
+        let alice = try await account("alice@example.org")
+        let mailbox = try await inbox(alice)
+        // Concurrent readers and a writer: every read after a commit sees it.
+        let store: SQLiteMailStore = self.store
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0 ..< 6 {
+                group.addTask {
+                    for _ in 0 ..< 50 { _ = try await store.uids(mailboxID: mailbox.id) }
+                }
+            }
+            for i in 1 ... 10 {
+                try await deliver(Self.message("m\(i)"), to: [alice])
+                let count = try await store.uids(mailboxID: mailbox.id).count
+                XCTAssertEqual(count, i)
+                let record = try await store.message(mailboxID: mailbox.id, uid: UInt32(i))
+                XCTAssertNotNil(record)
+            }
+            try await group.waitForAll()
+        }
+        XCTAssertGreaterThan(store.readers.openCount, 0)
+        XCTAssertLessThanOrEqual(store.readers.openCount, store.readers.limit)
+        try store.close()
+        XCTAssertEqual(store.readers.openCount, 0, "closing the store closed its connections")
+        do {
+            _ = try await store.uids(mailboxID: mailbox.id)
+            XCTFail("a closed store does not read")
+        } catch is StoreError {}
+        self.store = try SQLiteMailStore(directory: directory)
+    }
+
     func testFailedFlagWriteLeavesNothingAndKeepsFull() async throws {
         let alice = try await account("alice@example.org")
         let mailbox = try await inbox(alice)
