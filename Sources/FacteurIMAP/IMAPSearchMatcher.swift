@@ -118,27 +118,26 @@ struct IMAPSearchMatcher {
     }
 
     /// Case-insensitive substring test when both strings are ASCII; nil otherwise (a non-ASCII
-    /// byte may need Unicode case folding or diacritic folding).
+    /// byte may need Unicode case folding or diacritic folding). Reads native strings in place:
+    /// SEARCH runs it once per message.
     static func asciiContains(_ haystack: String.UTF8View, _ needle: String.UTF8View) -> Bool? {
+        let inPlace = needle.withContiguousStorageIfAvailable { n in
+            haystack.withContiguousStorageIfAvailable { h in asciiContains(h, n) }
+        }
+        if let inPlace, let answer = inPlace { return answer }
+        return asciiContains(Array(haystack)[...], Array(needle)[...])
+    }
+
+    private static func asciiContains<C: RandomAccessCollection<UInt8>>(_ haystack: C, _ needle: C) -> Bool? where C.Index == Int {
         @inline(__always) func fold(_ b: UInt8) -> UInt8 { b >= 0x41 && b <= 0x5A ? b | 0x20 : b }
-        var folded: [UInt8] = []
-        folded.reserveCapacity(needle.count)
-        for b in needle {
-            guard b < 0x80 else { return nil }
-            folded.append(fold(b))
-        }
-        var text: [UInt8] = []
-        text.reserveCapacity(haystack.count)
-        for b in haystack {
-            guard b < 0x80 else { return nil }
-            text.append(fold(b))
-        }
-        guard folded.count <= text.count else { return false }
+        guard !needle.contains(where: { $0 >= 0x80 }), !haystack.contains(where: { $0 >= 0x80 }) else { return nil }
+        guard needle.count <= haystack.count else { return false }
+        let h = haystack.startIndex, n = needle.startIndex
         var i = 0
-        while i + folded.count <= text.count {
+        while i + needle.count <= haystack.count {
             var j = 0
-            while j < folded.count, text[i + j] == folded[j] { j += 1 }
-            if j == folded.count { return true }
+            while j < needle.count, fold(haystack[h + i + j]) == fold(needle[n + j]) { j += 1 }
+            if j == needle.count { return true }
             i += 1
         }
         return false

@@ -22,18 +22,20 @@ public struct MessageSummary: Codable, Sendable, Equatable {
 
     private var storage: Storage
 
+    // `_read` lends the boxed value in place: `summary.envelope.subject` then copies one
+    // string, not the whole envelope (ten fields, each retained and released).
     public var envelope: Envelope {
-        get { storage.envelope }
+        _read { yield storage.envelope }
         set { storage = Storage(envelope: newValue, body: storage.body, defects: storage.defects) }
     }
     /// The root part: the whole message. Its `headerOffset` is 0.
     public var body: BodyPart {
-        get { storage.body }
+        _read { yield storage.body }
         set { storage = Storage(envelope: storage.envelope, body: newValue, defects: storage.defects) }
     }
     /// What was wrong with the message, in words; the parse never fails.
     public var defects: [String] {
-        get { storage.defects }
+        _read { yield storage.defects }
         set { storage = Storage(envelope: storage.envelope, body: storage.body, defects: newValue) }
     }
 

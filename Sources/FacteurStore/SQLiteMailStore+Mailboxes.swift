@@ -250,7 +250,8 @@ extension SQLiteMailStore {
 
     /// Removes the messages with these UIDs (absent ones are ignored). The whole expunge takes
     /// one new MODSEQ, recorded with each UID as a tombstone; usage counters go down in the same
-    /// transaction. The blobs become garbage once nothing references them.
+    /// transaction.
+    ///
     /// Commits without its own fsync (`writeWithoutFsync`). Blobs kept inside the database that
     /// no message or queued message references any more go in the same transaction, so that
     /// churn does not grow the file until the next garbage collection; blob files are left to
@@ -264,14 +265,11 @@ extension SQLiteMailStore {
             }
             let accountID: Int64 = mailbox[0]
             var found: [(uid: Int64, size: Int64, blobID: String)] = []
-            var start = 0
-            while start < uids.count {
-                let chunk = uids[start ..< min(start + StoreLimits.sqlChunkSize, uids.count)]
-                start += chunk.count
-                let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
-                let rows = try Row.fetchAll(db, sql: "SELECT uid, size, blobID FROM message WHERE mailboxID = ? AND uid IN (\(marks))",
-                                            arguments: StatementArguments([mailboxID] + chunk.map { Int64($0) }))
-                found += rows.map { (uid: $0[0], size: $0[1], blobID: $0[2]) }
+            let lookup = try db.cachedStatement(sql: "SELECT uid, size, blobID FROM message WHERE mailboxID = ? AND uid = ?")
+            for uid in uids {
+                if let row = try Row.fetchOne(lookup, arguments: [mailboxID, Int64(uid)]) {
+                    found.append((uid: row[0], size: row[1], blobID: row[2]))
+                }
             }
             guard !found.isEmpty else { return }
             let modSeq = (mailbox[1] as Int64) + 1
@@ -291,10 +289,10 @@ extension SQLiteMailStore {
                 AND NOT EXISTS (SELECT 1 FROM queue_message WHERE queue_message.blobID = blob.id)
                 """)
             for blobID in Set(found.map(\.blobID)) { try dropBlob.execute(arguments: [blobID]) }
-            try db.execute(sql: "UPDATE mailbox SET highestModSeq = ?, messageCount = messageCount - ? WHERE id = ?",
-                           arguments: [modSeq, found.count, mailboxID])
-            try db.execute(sql: "UPDATE account SET usageBytes = usageBytes - ?, usageMessages = usageMessages - ? WHERE id = ?",
-                           arguments: [bytes, found.count, accountID])
+            try db.cachedStatement(sql: "UPDATE mailbox SET highestModSeq = ?, messageCount = messageCount - ? WHERE id = ?")
+                .execute(arguments: [modSeq, found.count, mailboxID])
+            try db.cachedStatement(sql: "UPDATE account SET usageBytes = usageBytes - ?, usageMessages = usageMessages - ? WHERE id = ?")
+                .execute(arguments: [bytes, found.count, accountID])
             self.publishOnCommit(db, found.map {
                 .expunged(accountID: accountID, mailboxID: mailboxID, uid: UInt32($0.uid), modSeq: UInt64(modSeq))
             })

@@ -130,17 +130,22 @@ public final class SQLiteMailStore: MailStore {
     func writeWithoutFsync<T: Sendable>(_ updates: @escaping @Sendable (Database) throws -> T) async throws -> T {
         do {
             return try await pool.writeWithoutTransaction { db in
-                try db.execute(sql: "PRAGMA synchronous = NORMAL")
+                // Cached statements throughout: GRDB's `execute(sql:)` and `inTransaction` prepare
+                // their statements anew each time, which cost more than a flag change itself.
+                try db.cachedStatement(sql: "PRAGMA synchronous = NORMAL").execute()
                 let result = Result<T, any Error> {
-                    var value: T?
-                    try db.inTransaction {
-                        value = try updates(db)
-                        return .commit
+                    try db.cachedStatement(sql: "BEGIN IMMEDIATE TRANSACTION").execute()
+                    do {
+                        let value = try updates(db)
+                        try db.cachedStatement(sql: "COMMIT TRANSACTION").execute()
+                        return value
+                    } catch {
+                        if db.isInsideTransaction { try? db.cachedStatement(sql: "ROLLBACK TRANSACTION").execute() }
+                        throw error
                     }
-                    return value!
                 }
                 // Every other commit of this connection relies on FULL: a failure here is fatal to the write.
-                try db.execute(sql: "PRAGMA synchronous = FULL")
+                try db.cachedStatement(sql: "PRAGMA synchronous = FULL").execute()
                 return try result.get()
             }
         } catch {

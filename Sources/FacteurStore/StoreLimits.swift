@@ -41,6 +41,4 @@ public enum StoreLimits {
     public static let maxAliasTargets = 1000
     /// Recipients of one delivery (RFC 5321 §4.5.3.1.8 asks for at least 100).
     public static let maxRecipientsPerDelivery = 1000
-    /// UIDs handed to one SQL statement (SQLite's bound-variable limit is far above).
-    static let sqlChunkSize = 500
 }
