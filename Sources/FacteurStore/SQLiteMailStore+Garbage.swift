@@ -7,6 +7,13 @@ import Foundation
 import GRDB
 
 extension SQLiteMailStore {
+    /// SQL condition on a `blob` row: nothing references it, neither a message nor a queued
+    /// message. The one definition of a live blob, for the collector and for EXPUNGE.
+    static let blobIsUnreferenced = """
+        NOT EXISTS (SELECT 1 FROM message WHERE message.blobID = blob.id)
+        AND NOT EXISTS (SELECT 1 FROM queue_message WHERE queue_message.blobID = blob.id)
+        """
+
     /// Removes unreferenced blobs and returns how many went. Never removes a blob a delivery in
     /// flight is about to reference (`BlobGuard`), nor an orphan file younger than
     /// `StoreLimits.orphanFileGracePeriod`. Safe to run while mail flows.
@@ -17,10 +24,7 @@ extension SQLiteMailStore {
     func collectGarbage(now: Date) async throws -> Int {
         // 1. Rows nobody references.
         let candidates: [String] = try await read { db in
-            try String.fetchAll(db, sql: """
-                SELECT id FROM blob WHERE NOT EXISTS (SELECT 1 FROM message WHERE message.blobID = blob.id)
-                AND NOT EXISTS (SELECT 1 FROM queue_message WHERE queue_message.blobID = blob.id)
-                """)
+            try String.fetchAll(db, sql: "SELECT id FROM blob WHERE \(Self.blobIsUnreferenced)")
         }
         var removed = 0
         let condemned = blobGuard.condemn(candidates)
@@ -32,10 +36,7 @@ extension SQLiteMailStore {
                 // (Not `DELETE … RETURNING data IS NULL`: in this store's tests it reported 0 for
                 // rows whose data was NULL; whether SQLite 3.40 or GRDB is at fault is not known.)
                 let isFile = try db.cachedStatement(sql: "SELECT data IS NULL FROM blob WHERE id = ?")
-                let delete = try db.cachedStatement(sql: """
-                    DELETE FROM blob WHERE id = ? AND NOT EXISTS (SELECT 1 FROM message WHERE message.blobID = blob.id)
-                    AND NOT EXISTS (SELECT 1 FROM queue_message WHERE queue_message.blobID = blob.id)
-                    """)
+                let delete = try db.cachedStatement(sql: "DELETE FROM blob WHERE id = ? AND \(Self.blobIsUnreferenced)")
                 var deleted: [(id: String, isFile: Bool)] = []
                 for id in condemned {
                     guard let file = try Bool.fetchOne(isFile, arguments: [id]) else { continue }

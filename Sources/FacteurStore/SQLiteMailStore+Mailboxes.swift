@@ -283,11 +283,7 @@ extension SQLiteMailStore {
             }
             // A delivery of the same bytes later writes the row again (INSERT OR IGNORE in its
             // own transaction), so removing it here races with nothing.
-            let dropBlob = try db.cachedStatement(sql: """
-                DELETE FROM blob WHERE id = ? AND data IS NOT NULL
-                AND NOT EXISTS (SELECT 1 FROM message WHERE message.blobID = blob.id)
-                AND NOT EXISTS (SELECT 1 FROM queue_message WHERE queue_message.blobID = blob.id)
-                """)
+            let dropBlob = try db.cachedStatement(sql: "DELETE FROM blob WHERE id = ? AND data IS NOT NULL AND \(Self.blobIsUnreferenced)")
             for blobID in Set(found.map(\.blobID)) { try dropBlob.execute(arguments: [blobID]) }
             try db.cachedStatement(sql: "UPDATE mailbox SET highestModSeq = ?, messageCount = messageCount - ? WHERE id = ?")
                 .execute(arguments: [modSeq, found.count, mailboxID])
